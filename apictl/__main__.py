@@ -1,0 +1,5 @@
+"""`python -m apictl`."""
+
+from apictl.cli import main
+
+main()

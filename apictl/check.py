@@ -1,0 +1,125 @@
+"""`apictl check`: probe a running service, validate configuration."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from apictl.output import console, fail, print_error, print_json, print_table
+from service.config import (
+    SECRET_FIELDS,
+    ConfigError,
+    Settings,
+    env_name,
+    load_settings,
+    mask_url,
+    setting_sources,
+)
+
+app = typer.Typer(help="Probe a running service and validate configuration.", no_args_is_help=True)
+
+EXIT_UNHEALTHY, EXIT_UNREACHABLE = 1, 2
+
+
+def _default_url() -> str:
+    settings = load_settings()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+@app.command("health")
+def health(
+    url: Annotated[
+        str | None, typer.Option(help="Base URL of the service [default: from APICTL_HOST/PORT]")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each probe")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Probe /health and /ready of a running service.
+
+    Exit 0 healthy, 1 unhealthy (an endpoint answered non-200), 2 unreachable. Usable as a
+    Docker HEALTHCHECK or a Kubernetes exec probe.
+    """
+    base = (url or _default_url()).rstrip("/")
+    results: dict[str, Any] = {}
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            for name in ("health", "ready"):
+                response = client.get(f"{base}/{name}")
+                results[name] = {
+                    "status_code": response.status_code,
+                    "body": _json_or_text(response),
+                }
+    except httpx.HTTPError as exc:
+        if as_json:
+            print_json(
+                {"url": base, "status": "unreachable", "error": str(exc) or type(exc).__name__}
+            )
+        else:
+            print_error(f"unreachable: {base} ({exc or type(exc).__name__})")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    healthy = all(result["status_code"] == 200 for result in results.values())
+    if as_json:
+        print_json({"url": base, "status": "healthy" if healthy else "unhealthy", **results})
+    else:
+        rows = [(name, r["status_code"], _summary(r["body"])) for name, r in results.items()]
+        print_table(
+            f"{base}: {'healthy' if healthy else 'UNHEALTHY'}", ["probe", "HTTP", "detail"], rows
+        )
+    if not healthy:
+        raise typer.Exit(EXIT_UNHEALTHY)
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:200]
+
+
+def _summary(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("checks"), dict):
+        return ", ".join(f"{name} {check.get('status')}" for name, check in body["checks"].items())
+    return body.get("status", "") if isinstance(body, dict) else str(body)
+
+
+@app.command("config")
+def config(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Show every setting, its value (secrets masked) and where it came from.
+
+    Exit 1 listing every problem when the configuration is invalid.
+    """
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        if as_json:
+            print_json({"valid": False, "problems": exc.problems})
+            raise typer.Exit(1) from None
+        fail(
+            f"invalid configuration ({len(exc.problems)} problem(s)):\n  "
+            + "\n  ".join(exc.problems),
+            hint="fix the variables above (environment or .env), then run this again",
+        )
+    sources = setting_sources(settings)
+    rows = [
+        {"variable": env_name(field), "value": _display(settings, field), "source": sources[field]}
+        for field in Settings.model_fields
+    ]
+    if as_json:
+        print_json({"valid": True, "settings": rows})
+        return
+    print_table("configuration", ["variable", "value", "source"], [tuple(r.values()) for r in rows])
+    console.print("[green]configuration is valid[/]")
+
+
+def _display(settings: Settings, field: str) -> str:
+    value = getattr(settings, field)
+    if field in SECRET_FIELDS:
+        return mask_url(value) if value else "(embedded)"
+    if isinstance(value, list):
+        return ",".join(value)
+    return "" if value is None else str(value)

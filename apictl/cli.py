@@ -1,0 +1,71 @@
+"""The `apictl` command: one Typer app, one sub-app per command group, errors mapped here.
+
+Exit codes: 0 success; 1 failure (unhealthy, not found, conflict, bad config); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from apictl import __version__, check
+from apictl.output import print_error
+from apictl.serve import serve
+from service.config import ConfigError
+from service.errors import AppError
+
+app = typer.Typer(
+    name="apictl",
+    help="Run a production HTTP API: configure, migrate, administer, serve, probe, scaffold.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(serve)
+app.add_typer(check.app, name="check")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"apictl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Run a production HTTP API: configure, migrate, administer, serve, probe, scaffold.
+
+    Settings come from the environment and .env (see `apictl check config`). Without
+    DATABASE_URL / REDIS_URL, development uses embedded PostgreSQL and Redis in APICTL_DATA_DIR.
+    """
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turn known errors into one line and an exit code."""
+    try:
+        app()
+    except ConfigError as exc:
+        print_error(
+            "invalid configuration:\n  " + "\n  ".join(exc.problems),
+            hint="see `apictl check config` and the README's configuration table",
+        )
+        sys.exit(1)
+    except AppError as exc:
+        print_error(str(exc))
+        sys.exit(1)
+    except Exception as exc:
+        if "--debug" in sys.argv:
+            traceback.print_exc()
+        else:
+            print_error(
+                f"{type(exc).__name__}: {exc}", hint="run again with --debug for the traceback"
+            )
+        sys.exit(1)

@@ -1,0 +1,43 @@
+"""How every command talks: rich for humans, JSON for machines, one-line errors with hints."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Machine output: indented JSON on stdout."""
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console.print(table)
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    """One clear error line (and an optional hint) on stderr."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    if hint:
+        errors.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
+
+
+def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
+    """Print the error (and a hint), then exit with `code`."""
+    print_error(message, hint)
+    raise typer.Exit(code)

@@ -1,0 +1,121 @@
+"""The application factory: settings in, a fully wired FastAPI app out.
+
+Everything the app holds (pool, Redis client) is created in the lifespan and closed there;
+nothing is created at import time. `app_from_env` is the factory uvicorn imports in workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from apictl import __version__
+from service.config import Settings, load_settings
+from service.context import current_request_id
+from service.db import Database
+from service.errors import AppError, ValidationFailed, error_body, error_for_status
+from service.health import routes as health
+from service.logs import configure_logging
+from service.middleware.body_limit import BodyLimitMiddleware
+from service.middleware.request_context import RequestContextMiddleware
+from service.redis_client import create_redis
+
+GZIP_MIN_BYTES = 1024
+GZIP_LEVEL = 5  # Starlette's default of 9 costs CPU for a few percent of size
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the service for `settings` (whose database and Redis URLs are already resolved)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings)
+        await db.open()
+        redis = create_redis(settings)
+        app.state.db, app.state.redis = db, redis
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await db.close()
+
+    app = FastAPI(
+        title="apictl service",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None if settings.is_production else "/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    _install_error_handlers(app)
+    app.include_router(health.router)
+    # add_middleware wraps outward: the last added runs first.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory: settings from the environment, logging configured."""
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def error_response(error: AppError) -> Response:
+    return Response(
+        error_body(error, current_request_id()),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_app_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        return error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        # 400 comes from a body FastAPI could not decode at all (e.g. invalid UTF-8)
+        if exc.status_code == 400:
+            return error_response(ValidationFailed("the request body could not be parsed"))
+        error = error_for_status(exc.status_code)
+        error.headers.update(exc.headers or {})
+        return error_response(error)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = [
+            {
+                "field": ".".join(str(part) for part in err["loc"]),
+                "message": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors()
+        ]
+        return error_response(ValidationFailed(details=details))
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -1,0 +1,288 @@
+"""Settings: read once from the environment (and an optional .env), validated all at once.
+
+`DATABASE_URL` and `REDIS_URL` keep their conventional names; every other setting is `APICTL_*`.
+`load_settings()` raises `ConfigError` listing every bad variable with an example of a good value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from dotenv import dotenv_values
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "APICTL_"
+ENV_FILE = ".env"
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+_PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_duration(text: str | int) -> int:
+    """Seconds in a duration such as `90`, `15m`, `24h` or `30d`; ValueError if malformed."""
+    if isinstance(text, int):
+        return text
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError("must be a duration like 3600, 90s, 15m, 24h or 30d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `count` events per `period` seconds."""
+
+    count: int
+    period: int
+
+    def __str__(self) -> str:
+        unit = next(name for name, secs in _PERIOD_SECONDS.items() if secs == self.period)
+        return f"{self.count}/{unit}"
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class ConfigError(Exception):
+    """One or more settings are invalid; `problems` holds one line per bad variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=ENV_FILE,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="development or production", examples=["production"]
+    )
+    host: str = Field("127.0.0.1", description="address to listen on", examples=["0.0.0.0"])
+    port: int = Field(8080, ge=1, le=65535, description="port to listen on", examples=[8080])
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="lowest level logged", examples=["info"]
+    )
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="json or console (default: json in production)", examples=["json"]
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma list of allowed origins; empty = no CORS headers",
+        examples=["https://app.example.com,https://admin.example.com"],
+    )
+    cors_allow_credentials: bool = Field(
+        False, description="send Access-Control-Allow-Credentials", examples=["false"]
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="largest request body accepted", examples=[1048576]
+    )
+    db_pool_min: int = Field(5, ge=0, description="connections kept open", examples=[5])
+    db_pool_max: int = Field(20, ge=1, description="most connections per process", examples=[20])
+    db_acquire_timeout: float = Field(
+        3.0, gt=0, description="seconds to wait for a pool connection", examples=[3]
+    )
+    db_idle_timeout: float = Field(
+        600.0, gt=0, description="seconds before an idle connection is closed", examples=[600]
+    )
+    db_max_lifetime: float = Field(
+        1800.0, gt=0, description="seconds before a connection is replaced", examples=[1800]
+    )
+    db_command_timeout: float = Field(
+        10.0, gt=0, description="seconds per statement (also statement_timeout)", examples=[10]
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma list of proxy addresses/networks whose X-Forwarded-For is believed",
+        examples=["10.0.0.0/8,127.0.0.1"],
+    )
+    token_ttl: int = Field(
+        86400, gt=0, description="lifetime of login tokens (seconds or 24h, 30d)", examples=["24h"]
+    )
+    open_signup: bool = Field(
+        False, description="anyone may POST /api/v1/users", examples=["false"]
+    )
+    login_rate_limit: Annotated[RateLimit, NoDecode] = Field(
+        RateLimit(10, 60), description="login attempts per IP and email", examples=["10/minute"]
+    )
+    shutdown_timeout: float = Field(
+        10.0, gt=0, description="seconds to drain requests on SIGTERM", examples=[10]
+    )
+    data_dir: Path = Field(
+        Path(".apictl"),
+        description="where embedded PostgreSQL/Redis keep data",
+        examples=[".apictl"],
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias="DATABASE_URL",
+        description="PostgreSQL URL (unset: embedded server in development)",
+        examples=["postgresql://app:secret@db:5432/app"],
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias="REDIS_URL",
+        description="Redis URL (unset: embedded server in development)",
+        examples=["redis://redis:6379/0"],
+    )
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("token_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("login_rate_limit", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _RATE.match(value)
+            if not match or int(match.group(1)) < 1:
+                raise ValueError("must look like 10/minute (per second, minute, hour or day)")
+            return RateLimit(int(match.group(1)), _PERIOD_SECONDS[match.group(2)])
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        problems = []
+        if self.db_pool_min > self.db_pool_max:
+            problems.append("APICTL_DB_POOL_MIN must not exceed APICTL_DB_POOL_MAX")
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            problems.append(
+                "APICTL_CORS_ORIGINS='*' cannot be combined with APICTL_CORS_ALLOW_CREDENTIALS"
+            )
+        if self.is_production:
+            problems += [
+                f"{name} is required in production (embedded servers are for development)"
+                for name, url in (
+                    ("DATABASE_URL", self.database_url),
+                    ("REDIS_URL", self.redis_url),
+                )
+                if url is None
+            ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (self.log_format is None and self.is_production)
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
+
+
+def _describe(error: Any) -> str:
+    loc = error["loc"]
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:  # a cross-field rule from _consistent: it names its variables itself
+        return msg
+    field = _FIELD_BY_ALIAS.get(str(loc[0]), str(loc[0]))
+    info = Settings.model_fields.get(field)
+    name = env_name(field) if info else field
+    example = f"; example: {name}={info.examples[0]}" if info and info.examples else ""
+    value = error["input"]
+    if field in SECRET_FIELDS and isinstance(value, str):
+        value = mask_url(value)
+    return f"{name}: {msg} (got {value!r}){example}"
+
+
+_FIELD_BY_ALIAS = {
+    info.validation_alias: field
+    for field, info in Settings.model_fields.items()
+    if isinstance(info.validation_alias, str)
+}
+SECRET_FIELDS = ("database_url", "redis_url")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings; raise ConfigError naming every bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems: list[str] = []
+        for error in exc.errors(include_url=False):
+            problems += _describe(error).split("; ") if not error["loc"] else [_describe(error)]
+        raise ConfigError(problems) from None
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, safe to print and log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = f"{parts.username}:***" if parts.username else ":***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+def setting_sources(settings: Settings) -> dict[str, str]:
+    """Where each setting came from: `env`, `.env` or `default`."""
+    environ = {key.upper() for key in os.environ}
+    file_keys = (
+        {key.upper() for key in dotenv_values(ENV_FILE)} if Path(ENV_FILE).is_file() else set()
+    )
+    sources = {}
+    for field in Settings.model_fields:
+        name = env_name(field)
+        if name in environ:
+            sources[field] = "env"
+        elif name in file_keys:
+            sources[field] = ".env"
+        else:
+            sources[field] = "default" if field not in settings.model_fields_set else "argument"
+    return sources

@@ -1,0 +1,78 @@
+"""Request id, access log and the last-resort 500, in one pass over each request.
+
+Outermost of our middleware: it names the request (the caller's `X-Request-ID` when it is
+1..128 of `[A-Za-z0-9._-]`, else a new one), adds the header to every response, turns an
+unhandled exception into the unified 500 body (the traceback goes to the log under the same id)
+and writes one access-log line per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.context import RequestInfo, current_request
+from service.errors import InternalError, send_error
+
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
+access_log = logging.getLogger("apictl.access")
+error_log = logging.getLogger("apictl.error")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return value.decode("ascii") if _VALID_ID.match(value) else uuid.uuid4().hex
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Request id + access log + unhandled-error guard."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        info = RequestInfo(_request_id(scope))
+        token = current_request.set(info)
+        header = (b"x-request-id", info.request_id.encode("ascii"))
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            error_log.exception("unhandled error")
+            if status == 0:  # nothing sent yet: the client still gets a proper answer
+                await send_error(send_with_id, InternalError())
+            else:
+                status = 500
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                route = scope.get("route")
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": getattr(route, "path", None),
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "user_id": info.user_id,
+                    },
+                )
+            current_request.reset(token)
