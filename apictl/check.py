@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
+import httpx2 as httpx
 import typer
 
 from apictl.output import console, fail, print_error, print_json, print_table

@@ -44,7 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await redis.aclose()
+            await redis.aclose(close_connection_pool=True)
             await db.close()
 
     app = FastAPI(

@@ -27,6 +27,10 @@ DATABASE_FAULTS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
 )
 
+# Failing to get a connection at all (bad database name, auth, a server starting up) is an
+# outage too.
+CONNECT_FAULTS: tuple[type[BaseException], ...] = (*DATABASE_FAULTS, asyncpg.PostgresError)
+
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Release without asyncpg's default reset query (RESET ALL; UNLISTEN *; ...).
@@ -84,10 +88,15 @@ class Database:
         if self.pool is None:
             raise ServiceUnavailable("database unavailable")
         try:
-            async with self.pool.acquire(timeout=self.settings.db_acquire_timeout) as conn:
-                yield conn
+            conn = await self.pool.acquire(timeout=self.settings.db_acquire_timeout)
+        except CONNECT_FAULTS as exc:
+            raise ServiceUnavailable("database unavailable") from exc
+        try:
+            yield conn
         except DATABASE_FAULTS as exc:
             raise ServiceUnavailable("database unavailable") from exc
+        finally:
+            await self.pool.release(conn)  # asyncpg shields the release from cancellation
 
     async def ping(self) -> None:
         """Raise ServiceUnavailable unless the database answers a trivial query."""

@@ -1,0 +1,12 @@
+# Everyday tasks; CI (.ci/run) calls the same commands.
+PY ?= .venv/bin
+
+.PHONY: install serve test lint
+install:
+	python3 -m venv .venv && $(PY)/pip install -e '.[test]'
+serve:
+	$(PY)/apictl serve
+test:
+	$(PY)/pytest
+lint:
+	$(PY)/ruff check . && $(PY)/ruff format --check . && $(PY)/mypy

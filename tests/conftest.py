@@ -1,0 +1,203 @@
+"""Real PostgreSQL and Redis for every test.
+
+`APICTL_TEST_DATABASE_URL` / `APICTL_TEST_REDIS_URL` select existing servers (the Redis database
+given is flushed after each test); otherwise the embedded servers are started in a temporary
+directory. Each test gets its own database, cloned from a template in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+import psycopg
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.embedded import start_postgres, start_redis
+
+TEMPLATE_DB = f"apictl_template_{os.getpid()}"
+APICTL = str(Path(sys.executable).parent / "apictl")
+
+
+@dataclass(frozen=True)
+class Servers:
+    postgres_url: str  # any database on the server, used to create and drop test databases
+    redis_url: str
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` on the same server."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _admin(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement.encode())
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on."""
+    return _free_port()
+
+
+@pytest.fixture
+def drop_database(servers: Servers) -> Callable[[str], None]:
+    """Drop a test database out from under the service (a database outage)."""
+
+    def drop(url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        _admin(servers.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return drop
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    data_dir = tmp_path_factory.mktemp("servers")
+    pg = os.environ.get("APICTL_TEST_DATABASE_URL") or start_postgres(data_dir)
+    rd = os.environ.get("APICTL_TEST_REDIS_URL") or start_redis(data_dir)
+    _admin(pg, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"', f'CREATE DATABASE "{TEMPLATE_DB}"')
+    yield Servers(pg, rd)
+    _admin(pg, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No APICTL_* / DATABASE_URL / REDIS_URL of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        upper = name.upper()
+        if upper in ("DATABASE_URL", "REDIS_URL") or (
+            upper.startswith("APICTL_") and not upper.startswith("APICTL_TEST_")
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env, and .apictl/ lands in the test's own directory
+
+
+@pytest.fixture
+def database_url(servers: Servers) -> Iterator[str]:
+    name = f"apictl_test_{uuid.uuid4().hex[:12]}"
+    _admin(servers.postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    yield with_database(servers.postgres_url, name)
+    _admin(servers.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url(servers: Servers) -> Iterator[str]:
+    yield servers.redis_url
+    client = redis.Redis.from_url(servers.redis_url)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path / ".apictl",
+        db_pool_min=1,
+        db_pool_max=5,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def apictl() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed `apictl` entry point: `apictl("check", "config", env={...})`."""
+
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [APICTL, *args],
+            env=env if env is not None else dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
+
+
+@pytest.fixture
+def server_env(database_url: str, redis_url: str) -> dict[str, str]:
+    """Environment for an `apictl` subprocess using this test's database and Redis."""
+    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+
+
+@dataclass
+class RunningServer:
+    """An `apictl serve` subprocess and where it listens."""
+
+    process: subprocess.Popen[str]
+    url: str
+
+    def stop(self, timeout: float = 15) -> tuple[int, str]:
+        """SIGTERM, wait; return (exit code, everything it wrote to stderr)."""
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=timeout)
+        return self.process.returncode, stderr
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., RunningServer]]:
+    """Start `apictl serve` on a free port and wait until /health answers (at most 30 s)."""
+    started: list[RunningServer] = []
+
+    def start(env: dict[str, str], *args: str, wait: float = 30) -> RunningServer:
+        port = _free_port()
+        process = subprocess.Popen(
+            [APICTL, "serve", "--port", str(port), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        server = RunningServer(process, f"http://127.0.0.1:{port}")
+        started.append(server)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"apictl serve exited early:\n{process.communicate()}")
+            with contextlib.suppress(httpx2.HTTPError):
+                if httpx2.get(f"{server.url}/health", timeout=1).status_code == 200:
+                    return server
+            time.sleep(0.1)
+        raise AssertionError(f"apictl serve did not answer /health within {wait} s")
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate()

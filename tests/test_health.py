@@ -1,0 +1,50 @@
+"""GET /health and GET /ready."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+
+
+def test_health_is_ok_and_touches_nothing(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_ready_reports_database_and_redis_ok(client: TestClient) -> None:
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": {"status": "ok"}, "redis": {"status": "ok"}},
+    }
+
+
+def test_redis_down_is_degraded_not_unavailable(settings: Settings, free_port: int) -> None:
+    nowhere = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port}/0"})
+    with TestClient(create_app(nowhere)) as client:
+        response = client.get("/ready")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ready"
+        assert body["checks"]["redis"]["status"] == "degraded"
+        assert client.get("/health").status_code == 200
+
+
+def test_database_gone_makes_ready_503_but_health_stays_200(
+    client: TestClient, database_url: str, drop_database: Callable[[str], None]
+) -> None:
+    assert client.get("/ready").status_code == 200
+    drop_database(database_url)
+    response = client.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"]["status"] == "down"
+    assert client.get("/health").status_code == 200

@@ -1,0 +1,129 @@
+"""`apictl serve` and `apictl check health` as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any
+
+import httpx2
+import psutil
+
+Apictl = Callable[..., CompletedProcess[str]]
+ACCESS_FIELDS = {"ts", "level", "msg", "request_id", "method", "route", "status", "duration_ms"}
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_serve_probes_and_exits_0_on_sigterm(
+    apictl: Apictl, start_server: Callable[..., Any], server_env: dict[str, str]
+) -> None:
+    env = {**server_env, "APICTL_LOG_FORMAT": "json", "APICTL_SHUTDOWN_TIMEOUT": "5"}
+    server = start_server(env)
+
+    probe = apictl("check", "health", "--url", server.url, "--json", env=env)
+    assert probe.returncode == 0, probe.stderr
+    report = json.loads(probe.stdout)
+    assert report["status"] == "healthy"
+    assert report["ready"]["body"]["checks"]["database"]["status"] == "ok"
+
+    missing = httpx2.get(f"{server.url}/no/such/thing", headers={"X-Request-ID": "e2e-1"})
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not found", "code": "not_found", "request_id": "e2e-1"}
+    assert missing.headers["x-request-id"] == "e2e-1"
+
+    began = time.monotonic()
+    code, stderr = server.stop()
+    assert code == 0
+    assert time.monotonic() - began < 5 + 1
+
+    access = [line for line in _json_lines(stderr) if line.get("msg") == "request"]
+    not_found = next(line for line in access if line["request_id"] == "e2e-1")
+    assert not_found.keys() >= ACCESS_FIELDS
+    assert not_found["status"] == 404
+    assert not_found["method"] == "GET"
+    health = next(line for line in access if line["route"] == "/health")
+    assert health["status"] == 200
+
+
+def test_check_health_exit_1_when_database_is_gone(
+    apictl: Apictl,
+    start_server: Callable[..., Any],
+    server_env: dict[str, str],
+    database_url: str,
+    drop_database: Callable[[str], None],
+) -> None:
+    server = start_server(server_env)
+    drop_database(database_url)
+    probe = apictl("check", "health", "--url", server.url, env=server_env)
+    assert probe.returncode == 1
+    assert "UNHEALTHY" in probe.stdout
+    assert "database down" in probe.stdout
+
+
+def test_check_health_exit_2_when_nothing_listens(apictl: Apictl, free_port: int) -> None:
+    probe = apictl("check", "health", "--url", f"http://127.0.0.1:{free_port}", "--timeout", "2")
+    assert probe.returncode == 2
+    assert "unreachable" in probe.stderr
+    assert "Traceback" not in probe.stderr
+
+
+def test_port_in_use_is_one_clear_line(
+    apictl: Apictl, server_env: dict[str, str], free_port: int
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port))
+        taken.listen()
+        result = apictl("serve", "--port", str(free_port), env=server_env, timeout=30)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{free_port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_embedded_servers_start_are_shared_and_stop_with_the_last_user(
+    start_server: Callable[..., Any], tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "APICTL_DATA_DIR": str(data_dir)}
+    began = time.monotonic()
+    server = start_server(env)
+    ready = httpx2.get(f"{server.url}/ready", timeout=5)
+    assert time.monotonic() - began < 15
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": {"status": "ok"}, "redis": {"status": "ok"}}
+
+    # A second process on the same data dir attaches to the running servers...
+    attach = (
+        "import sys; from pathlib import Path; "
+        "from service.embedded import start_postgres, start_redis; "
+        "print(start_postgres(Path(sys.argv[1]))); print(start_redis(Path(sys.argv[1])))"
+    )
+    second = subprocess.run(
+        [sys.executable, "-c", attach, str(data_dir)], capture_output=True, text=True, check=True
+    )
+    pg_url, redis_url = second.stdout.split()
+    assert str(data_dir / "postgres") in pg_url
+    assert redis_url == f"unix://{data_dir / 'redis' / 'redis.sock'}"
+    # ...and its exit does not stop them under the server.
+    assert httpx2.get(f"{server.url}/ready", timeout=5).status_code == 200
+
+    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    redis_pid = int((data_dir / "redis" / "redis.pid").read_text())
+    code, _ = server.stop()
+    assert code == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        psutil.pid_exists(postmaster) or psutil.pid_exists(redis_pid)
+    ):
+        time.sleep(0.1)
+    assert not psutil.pid_exists(postmaster)
+    assert not psutil.pid_exists(redis_pid)
