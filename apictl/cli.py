@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from apictl import __version__, check
+from apictl import __version__, check, migrate
 from apictl.output import print_error
 from apictl.serve import serve
 from service.config import ConfigError
@@ -25,6 +25,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command()(serve)
+app.add_typer(migrate.app, name="migrate")
 app.add_typer(check.app, name="check")
 
 

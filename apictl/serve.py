@@ -11,10 +11,12 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from apictl.migrate import step_progress
 from apictl.output import console, fail
 from apictl.servers import resolve_servers
-from service.config import env_name, load_settings, mask_url
+from service.config import Settings, env_name, load_settings, mask_url
 from service.logs import configure_logging
+from service.migrations import Migrator
 
 
 def _ensure_port_free(host: str, port: int) -> None:
@@ -30,6 +32,21 @@ def _ensure_port_free(host: str, port: int) -> None:
             )
 
 
+def _migrate_first(settings: Settings, forced: bool) -> None:
+    migrator = Migrator(settings)
+    pending = [s.id for s in migrator.status() if s.state == "pending"]
+    if not pending:
+        return
+    if settings.is_production and not forced:
+        fail(
+            f"{len(pending)} migration(s) pending: {', '.join(pending)}",
+            hint="run `apictl migrate` first (or `apictl serve --migrate`)",
+        )
+    with step_progress("applying") as on_step:
+        applied = migrator.up(on_step=on_step)
+    console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+
+
 def serve(
     host: Annotated[
         str | None, typer.Option(help="Address to listen on [default: APICTL_HOST]")
@@ -41,12 +58,16 @@ def serve(
     reload: Annotated[
         bool, typer.Option(help="Restart on code changes (development only)")
     ] = False,
+    migrate: Annotated[
+        bool, typer.Option("--migrate", help="Apply pending migrations first, even in production")
+    ] = False,
 ) -> None:
     """Serve the API with uvicorn.
 
     Without DATABASE_URL / REDIS_URL (development) it starts the embedded PostgreSQL and Redis
-    first. SIGTERM stops accepting, drains in-flight requests for up to APICTL_SHUTDOWN_TIMEOUT
-    seconds, then exits 0.
+    first. In development pending migrations are applied before serving; in production it
+    refuses to start while any are pending, unless --migrate. SIGTERM stops accepting, drains
+    in-flight requests for up to APICTL_SHUTDOWN_TIMEOUT seconds, then exits 0.
     """
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = load_settings(**overrides)
@@ -55,6 +76,7 @@ def serve(
     configure_logging(settings)
     _ensure_port_free(settings.host, settings.port)
     settings = resolve_servers(settings)
+    _migrate_first(settings, migrate)
     # Workers (and the reloader's children) build the app from the environment: hand them the
     # resolved servers and the command-line overrides that way.
     for field in ("database_url", "redis_url", "host", "port"):

@@ -26,6 +26,7 @@ from service.health import routes as health
 from service.logs import configure_logging
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
+from service.migrations import migration_ids, migrations_dir
 from service.redis_client import create_redis
 
 GZIP_MIN_BYTES = 1024
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.migration_ids = migration_ids(migrations_dir(settings))
     _install_error_handlers(app)
     app.include_router(health.router)
     # add_middleware wraps outward: the last added runs first.

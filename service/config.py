@@ -132,6 +132,11 @@ class Settings(BaseSettings):
         description="where embedded PostgreSQL/Redis keep data",
         examples=[".apictl"],
     )
+    migrations_dir: Path | None = Field(
+        None,
+        description="folder of SQL migrations (default: the ones shipped with apictl)",
+        examples=["./migrations"],
+    )
     database_url: str | None = Field(
         None,
         validation_alias="DATABASE_URL",

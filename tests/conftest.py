@@ -27,8 +27,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.config import Settings
+from service.config import Settings, load_settings
 from service.embedded import start_postgres, start_redis
+from service.migrations import Migrator
 
 TEMPLATE_DB = f"apictl_template_{os.getpid()}"
 APICTL = str(Path(sys.executable).parent / "apictl")
@@ -81,6 +82,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     pg = os.environ.get("APICTL_TEST_DATABASE_URL") or start_postgres(data_dir)
     rd = os.environ.get("APICTL_TEST_REDIS_URL") or start_redis(data_dir)
     _admin(pg, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"', f'CREATE DATABASE "{TEMPLATE_DB}"')
+    template = load_settings(_env_file=None, database_url=with_database(pg, TEMPLATE_DB))
+    Migrator(template).up()  # every test database starts fully migrated
     yield Servers(pg, rd)
     _admin(pg, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
 
@@ -101,6 +104,15 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def database_url(servers: Servers) -> Iterator[str]:
     name = f"apictl_test_{uuid.uuid4().hex[:12]}"
     _admin(servers.postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    yield with_database(servers.postgres_url, name)
+    _admin(servers.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url(servers: Servers) -> Iterator[str]:
+    """A database with no schema at all (for migration tests)."""
+    name = f"apictl_empty_{uuid.uuid4().hex[:12]}"
+    _admin(servers.postgres_url, f'CREATE DATABASE "{name}" TEMPLATE template0')
     yield with_database(servers.postgres_url, name)
     _admin(servers.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -129,6 +141,12 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def apictl_path() -> str:
+    """The installed `apictl` console script."""
+    return APICTL
 
 
 @pytest.fixture

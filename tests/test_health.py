@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
+from service.migrations import Migrator
 
 
 def test_health_is_ok_and_touches_nothing(client: TestClient) -> None:
@@ -17,13 +18,28 @@ def test_health_is_ok_and_touches_nothing(client: TestClient) -> None:
     assert response.headers["content-type"] == "application/json"
 
 
-def test_ready_reports_database_and_redis_ok(client: TestClient) -> None:
+ALL_OK = {"database": {"status": "ok"}, "redis": {"status": "ok"}, "migrations": {"status": "ok"}}
+
+
+def test_ready_reports_database_redis_and_migrations_ok(client: TestClient) -> None:
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.json() == {
-        "status": "ready",
-        "checks": {"database": {"status": "ok"}, "redis": {"status": "ok"}},
-    }
+    assert response.json() == {"status": "ready", "checks": ALL_OK}
+
+
+def test_pending_migrations_make_ready_503(settings: Settings, empty_database_url: str) -> None:
+    unmigrated = settings.model_copy(update={"database_url": empty_database_url})
+    with TestClient(create_app(unmigrated)) as client:
+        response = client.get("/ready")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "unavailable"
+        assert body["checks"]["database"] == {"status": "ok"}
+        migrations = body["checks"]["migrations"]
+        assert migrations["status"] == "down"
+        assert migrations["pending"] == ["0001_users", "0002_api_tokens", "0003_posts"]
+        Migrator(unmigrated).up()
+        assert client.get("/ready").status_code == 200
 
 
 def test_redis_down_is_degraded_not_unavailable(settings: Settings, free_port: int) -> None:

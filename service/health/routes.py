@@ -1,10 +1,11 @@
-"""`GET /health` (liveness: touches nothing) and `GET /ready` (database, Redis)."""
+"""`GET /health` (liveness: touches nothing) and `GET /ready` (database, Redis, migrations)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Literal
 
+import asyncpg
 from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -24,6 +25,7 @@ class Health(BaseModel):
 class Check(BaseModel):
     status: Literal["ok", "degraded", "down"]
     error: str | None = None
+    pending: list[str] | None = None
 
 
 class Readiness(BaseModel):
@@ -52,16 +54,33 @@ async def _check_redis(request: Request) -> Check:
     return Check(status="ok")
 
 
+async def _check_migrations(request: Request) -> Check:
+    try:
+        async with request.app.state.db.connection() as conn:
+            rows = await conn.fetch("SELECT migration_id FROM _yoyo_migration")
+        applied = {row[0] for row in rows}
+    except asyncpg.UndefinedTableError:  # nothing was ever migrated
+        applied = set()
+    except ServiceUnavailable:
+        return Check(status="down", error="database unavailable")
+    pending = [mid for mid in request.app.state.migration_ids if mid not in applied]
+    if pending:
+        return Check(status="down", error="migrations pending", pending=pending)
+    return Check(status="ok")
+
+
 @router.get(
     "/ready",
     response_model=Readiness,
-    summary="Readiness: 503 while the database is down",
+    summary="Readiness: 503 while the database is down or migrations are pending",
     responses={503: {"model": Readiness}},
 )
 async def ready(request: Request) -> Response:
-    database, redis = await asyncio.gather(_check_database(request), _check_redis(request))
-    checks = {"database": database, "redis": redis}
-    ok = database.status == "ok"
+    database, redis, migrations = await asyncio.gather(
+        _check_database(request), _check_redis(request), _check_migrations(request)
+    )
+    checks = {"database": database, "redis": redis, "migrations": migrations}
+    ok = database.status == "ok" and migrations.status == "ok"
     body = Readiness(status="ready" if ok else "unavailable", checks=checks)
     return Response(
         body.model_dump_json(exclude_none=True),

@@ -1,0 +1,175 @@
+"""`apictl migrate`: apply, inspect, roll back and create schema migrations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from string import Template
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.syntax import Syntax
+
+from apictl.output import console, fail, print_json, print_table
+from apictl.servers import resolve_servers
+from service.bundled import bundled_dir, is_source_checkout
+from service.config import load_settings
+from service.migrations import (
+    MigrationStatus,
+    Migrator,
+    PlannedStep,
+    StepCallback,
+    migration_ids,
+)
+
+app = typer.Typer(
+    help="Apply, inspect, roll back and create schema migrations (yoyo, SQL files).",
+    invoke_without_command=True,
+)
+
+EXIT_PENDING, EXIT_DRIFT = 1, 3
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Print the plan and its SQL; change nothing.")
+]
+AllowDrift = Annotated[
+    bool, typer.Option("--allow-drift", help="Apply even if applied migrations were edited.")
+]
+
+
+def migrator() -> Migrator:
+    """A Migrator for the configured (or embedded) database."""
+    return Migrator(resolve_servers(load_settings()))
+
+
+@contextmanager
+def step_progress(verb: str) -> Iterator[StepCallback]:
+    """A progress bar fed by Migrator.up/down's step callback."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(verb, total=None)
+
+        def on_step(migration_id: str, index: int, total: int) -> None:
+            progress.update(
+                task, description=f"{verb} {migration_id}", completed=index, total=total
+            )
+
+        yield on_step
+
+
+def _waiting() -> None:
+    console.print("[yellow]another migrator is running; waiting for its lock...[/]")
+
+
+def _print_plan(title: str, steps: list[PlannedStep]) -> None:
+    if not steps:
+        console.print(f"{title}: nothing to do")
+        return
+    console.print(f"{title} ({len(steps)}):")
+    for step in steps:
+        console.rule(step.id)
+        console.print(Syntax(step.sql.strip(), "sql", theme="ansi_dark"))
+
+
+@app.callback()
+def default(ctx: typer.Context, dry_run: DryRun = False, allow_drift: AllowDrift = False) -> None:
+    """Apply pending migrations (same as `apictl migrate up`).
+
+    Safe when several replicas run it at once: a PostgreSQL advisory lock serialises them and
+    is released even if a migrator is killed.
+    """
+    if ctx.invoked_subcommand is None:
+        up(dry_run=dry_run, allow_drift=allow_drift)
+
+
+@app.command()
+def up(dry_run: DryRun = False, allow_drift: AllowDrift = False) -> None:
+    """Apply every pending migration, each in its own transaction.
+
+    Refuses to run over drift (an applied migration edited or deleted since) unless
+    --allow-drift. A failing migration is rolled back whole and the command exits 1.
+    """
+    m = migrator()
+    if dry_run:
+        _print_plan("would apply", m.plan_up())
+        return
+    with step_progress("applying") as on_step:
+        applied = m.up(allow_drift=allow_drift, on_step=on_step, on_wait=_waiting)
+    if applied:
+        console.print(f"[green]applied {len(applied)} migration(s):[/] {', '.join(applied)}")
+    else:
+        console.print("database is up to date")
+
+
+@app.command()
+def down(
+    steps: Annotated[int, typer.Option(min=1, help="How many migrations to roll back.")] = 1,
+    dry_run: DryRun = False,
+) -> None:
+    """Roll back the last N applied migrations (default 1), newest first."""
+    m = migrator()
+    if dry_run:
+        _print_plan("would roll back", m.plan_down(steps))
+        return
+    with step_progress("rolling back") as on_step:
+        rolled = m.down(steps, on_step=on_step, on_wait=_waiting)
+    console.print(f"[green]rolled back {len(rolled)} migration(s):[/] {', '.join(rolled)}")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 0 up to date, 1 pending, 3 drift (for CI).")
+    ] = False,
+) -> None:
+    """Every migration: applied (when), pending, drift (file changed since) or missing on disk."""
+    statuses = migrator().status()
+    if as_json:
+        print_json([{"id": s.id, "state": s.state, "applied_at": s.applied_at} for s in statuses])
+    else:
+        print_table("migrations", ["id", "state", "applied at"], [_row(s) for s in statuses])
+    if check:
+        states = {s.state for s in statuses}
+        if states & {"drift", "missing"}:
+            raise typer.Exit(EXIT_DRIFT)
+        if "pending" in states:
+            raise typer.Exit(EXIT_PENDING)
+
+
+_STATE_STYLE = {"applied": "green", "pending": "yellow", "drift": "bold red", "missing": "red"}
+
+
+def _row(s: MigrationStatus) -> tuple[str, str, str]:
+    applied = s.applied_at.strftime("%Y-%m-%d %H:%M:%S UTC") if s.applied_at else ""
+    return s.id, f"[{_STATE_STYLE[s.state]}]{s.state}[/]", applied
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="What it does, in snake_case: add_post_tags")],
+) -> None:
+    """Write a new migration pair (NNNN_NAME.sql and .rollback.sql) from templates/."""
+    if not _NAME.match(name):
+        fail(f"invalid migration name {name!r}", hint="use snake_case: letters, digits, _", code=2)
+    settings = load_settings()
+    if settings.migrations_dir is None and not is_source_checkout():
+        fail(
+            "the migrations of an installed apictl are not yours to edit",
+            hint="set APICTL_MIGRATIONS_DIR to your project's migrations folder",
+        )
+    directory = settings.migrations_dir or bundled_dir("migrations")
+    existing = migration_ids(directory)
+    number = max((int(i.split("_", 1)[0]) for i in existing if i[:4].isdigit()), default=0) + 1
+    mid = f"{number:04d}_{name}"
+    previous = existing[-1] if existing else ""
+    templates = bundled_dir("templates") / "migration"
+    for suffix in (".sql", ".rollback.sql"):
+        text = Template((templates / f"migration{suffix}.tmpl").read_text())
+        target = directory / f"{mid}{suffix}"
+        target.write_text(text.substitute(id=mid, name=name, depends=previous))
+        console.print(f"created {target}")
