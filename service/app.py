@@ -1,6 +1,7 @@
 """The application factory: settings in, a fully wired FastAPI app out.
 
-Everything the app holds (pool, Redis client) is created in the lifespan and closed there;
+Everything the app holds (the Runtime: pool, Redis client, token cache) is created in the
+lifespan and closed there;
 nothing is created at import time. `app_from_env` is the factory uvicorn imports in workers.
 """
 
@@ -18,16 +19,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from apictl import __version__
+from service.auth import routes as auth_routes
 from service.config import Settings, load_settings
 from service.context import current_request_id
-from service.db import Database
 from service.errors import AppError, ValidationFailed, error_body, error_for_status
 from service.health import routes as health
 from service.logs import configure_logging
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
 from service.migrations import migration_ids, migrations_dir
-from service.redis_client import create_redis
+from service.runtime import Runtime
+from service.users import routes as user_routes
 
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 5  # Starlette's default of 9 costs CPU for a few percent of size
@@ -38,15 +40,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings)
-        await db.open()
-        redis = create_redis(settings)
-        app.state.db, app.state.redis = db, redis
+        app.state.runtime = await Runtime.open(settings, serving=True)
         try:
             yield
         finally:
-            await redis.aclose(close_connection_pool=True)
-            await db.close()
+            await app.state.runtime.close()
 
     app = FastAPI(
         title="apictl service",
@@ -58,7 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.migration_ids = migration_ids(migrations_dir(settings))
     _install_error_handlers(app)
-    app.include_router(health.router)
+    for router in (health.router, auth_routes.router, user_routes.router):
+        app.include_router(router)
     # add_middleware wraps outward: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)

@@ -18,6 +18,8 @@ from asyncpg.pool import PoolConnectionProxy
 from service.config import Settings
 from service.errors import ServiceUnavailable
 
+Connection = PoolConnectionProxy  # what Database.connection() hands out
+
 # What a database outage looks like from asyncpg: refused/reset sockets, timeouts, a backend
 # killed or restarting, statement_timeout.
 DATABASE_FAULTS: tuple[type[BaseException], ...] = (
@@ -83,7 +85,7 @@ class Database:
             await pool.expire_connections()
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[PoolConnectionProxy]:
+    async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection for the block; database faults become ServiceUnavailable."""
         if self.pool is None:
             raise ServiceUnavailable("database unavailable")

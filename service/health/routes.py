@@ -40,7 +40,7 @@ async def health() -> Response:
 
 async def _check_database(request: Request) -> Check:
     try:
-        await asyncio.wait_for(request.app.state.db.ping(), CHECK_TIMEOUT)
+        await asyncio.wait_for(request.app.state.runtime.db.ping(), CHECK_TIMEOUT)
     except (ServiceUnavailable, TimeoutError) as exc:
         return Check(status="down", error=str(exc) or "timed out")
     return Check(status="ok")
@@ -48,15 +48,19 @@ async def _check_database(request: Request) -> Check:
 
 async def _check_redis(request: Request) -> Check:
     try:
-        await asyncio.wait_for(request.app.state.redis.ping(), CHECK_TIMEOUT)
+        await asyncio.wait_for(request.app.state.runtime.redis.ping(), CHECK_TIMEOUT)
     except Exception as exc:  # any Redis failure is a degraded feature, never a failed probe
-        return Check(status="degraded", error=type(exc).__name__)
+        return Check(
+            status="degraded",
+            error=f"{type(exc).__name__}: login rate limit is per-process, token checks use the"
+            " database",
+        )
     return Check(status="ok")
 
 
 async def _check_migrations(request: Request) -> Check:
     try:
-        async with request.app.state.db.connection() as conn:
+        async with request.app.state.runtime.db.connection() as conn:
             rows = await conn.fetch("SELECT migration_id FROM _yoyo_migration")
         applied = {row[0] for row in rows}
     except asyncpg.UndefinedTableError:  # nothing was ever migrated

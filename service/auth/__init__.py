@@ -1,0 +1,1 @@
+"""Authentication: passwords, bearer tokens, the login rate limit."""

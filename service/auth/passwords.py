@@ -1,0 +1,50 @@
+"""Password hashing with argon2id, always off the event loop, in a small bounded pool.
+
+Parameters are OWASP's argon2id minimum (19 MiB, t=2, p=1: ~30 ms here): a login costs a
+bounded amount of memory, and two threads keep the loop free while capping concurrent hashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+HASH_THREADS = 2
+
+
+class Passwords:
+    """hash / verify / needs_rehash, each run in the hashing pool."""
+
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self.hasher = hasher or PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+        self._pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="argon2")
+        # verified when the email is unknown, so both failures take the same time
+        self._dummy = self.hasher.hash("not the password of anyone")
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.hasher.hash, password
+        )
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """True if `password` matches; with no hash (unknown user) verify a dummy, return False."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._verify, password_hash, password
+        )
+
+    def _verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash or self._dummy, password) and bool(
+                password_hash
+            )
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self.hasher.check_needs_rehash(password_hash)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,57 @@
+"""FastAPI dependencies as Annotated aliases: the runtime and who is calling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from service.auth.tokens import Principal
+from service.context import current_request
+from service.errors import Forbidden, Unauthorized
+from service.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of `Authorization: Bearer <token>`, None without the header."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("expected Authorization: Bearer <token>")
+    return token.strip()
+
+
+async def current_principal(request: Request) -> Principal:
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized()
+    principal = await get_runtime(request).tokens.authenticate(token)
+    info = current_request.get()
+    if info is not None:
+        info.user_id = str(principal.user_id)
+    return principal
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """The caller if a token was sent (it must then be valid), else None."""
+    return await current_principal(request) if "authorization" in request.headers else None
+
+
+def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("admins only")
+    return principal
+
+
+Rt = Annotated[Runtime, Depends(get_runtime)]
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
+AdminUser = Annotated[Principal, Depends(admin_principal)]

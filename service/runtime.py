@@ -1,0 +1,62 @@
+"""Everything a request or a CLI command works with, opened once and closed once.
+
+The API creates one Runtime in its lifespan (listening for token invalidations); each CLI
+command opens a small one for its own run. Service functions take it as their first argument.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from service.auth.client_ip import Network, parse_networks
+from service.auth.passwords import Passwords
+from service.auth.ratelimit import LoginLimiter
+from service.auth.tokens import Tokens
+from service.config import Settings
+from service.db import Database
+from service.redis_client import create_redis
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    redis: Redis
+    passwords: Passwords
+    tokens: Tokens
+    limiter: LoginLimiter
+    trusted_proxies: list[Network]
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, serving: bool) -> Runtime:
+        """Connect to PostgreSQL (and, lazily, Redis); `serving` starts background listeners."""
+        db = Database(settings)
+        await db.open()
+        redis = create_redis(settings)
+        runtime = cls(
+            settings=settings,
+            db=db,
+            redis=redis,
+            passwords=Passwords(),
+            tokens=Tokens(db, redis),
+            limiter=LoginLimiter(redis, settings.login_rate_limit),
+            trusted_proxies=parse_networks(settings.trusted_proxies),
+        )
+        if serving:
+            runtime._tasks.append(asyncio.create_task(runtime.tokens.listen()))
+        return runtime
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.passwords.close()
+        await self.redis.aclose(close_connection_pool=True)
+        await self.db.close()

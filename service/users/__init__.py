@@ -1,0 +1,1 @@
+"""Users: accounts, their roles and their passwords."""

@@ -1,0 +1,54 @@
+"""/api/v1/users: thin endpoints over users.service."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from service.deps import AdminUser, CurrentUser, MaybeUser, Rt
+from service.errors import Forbidden, Unauthorized
+from service.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from service.users import service
+from service.users.schemas import NewUser, User, UserChanges
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+@router.post("", status_code=201, summary="Create a user (admin, or anyone with open signup)")
+async def create_user(new: NewUser, rt: Rt, caller: MaybeUser) -> User:
+    if not rt.settings.open_signup:
+        if caller is None:
+            raise Unauthorized()
+        if not caller.is_admin:
+            raise Forbidden("only an admin may create users")
+    return await service.create_user(rt, new)
+
+
+@router.get("/me", summary="The calling user")
+async def me(rt: Rt, caller: CurrentUser) -> User:
+    return await service.get_user(rt, caller.user_id)
+
+
+@router.get("", summary="All users, newest first (admin)")
+async def list_users(
+    rt: Rt, caller: AdminUser, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[User]:
+    return await service.list_users(rt, limit, cursor)
+
+
+@router.get("/{user_id}", summary="One user")
+async def get_user(user_id: UUID, rt: Rt, caller: CurrentUser) -> User:
+    return await service.get_user(rt, user_id)
+
+
+@router.patch("/{user_id}", summary="Change a user: self (name, password) or admin (all)")
+async def update_user(user_id: UUID, changes: UserChanges, rt: Rt, caller: CurrentUser) -> User:
+    return await service.update_user(rt, caller, user_id, changes)
+
+
+@router.delete("/{user_id}", status_code=204, summary="Delete a user (admin)")
+async def delete_user(user_id: UUID, rt: Rt, caller: CurrentUser) -> Response:
+    await service.delete_user(rt, caller, user_id)
+    return Response(status_code=204)

@@ -1,0 +1,145 @@
+"""User logic shared by the API and the CLI: one place for every rule about users.
+
+`actor` is the principal acting through the API; None is the operator at the CLI, who may do
+everything. Tokens die with a password change, a deactivation or a deletion, on every instance.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+import asyncpg
+
+from service.auth import queries as auth_queries
+from service.auth.tokens import Principal
+from service.errors import Conflict, Forbidden, NotFound
+from service.pagination import Page, decode_cursor, make_page
+from service.runtime import Runtime
+from service.users import queries
+from service.users.schemas import NewUser, User, UserChanges
+
+Outcome = Literal["created", "updated", "unchanged"]
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(**dict(row))
+
+
+async def create_user(rt: Runtime, new: NewUser, *, is_admin: bool = False) -> User:
+    """A new user; Conflict if the email is taken (whatever its case)."""
+    password_hash = await rt.passwords.hash(new.password)
+    try:
+        async with rt.db.connection() as conn:
+            row = await conn.fetchrow(queries.INSERT, new.email, new.name, password_hash, is_admin)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"a user with email {new.email} already exists") from None
+    assert row is not None
+    return _user(row)
+
+
+async def get_user(rt: Runtime, user_id: UUID) -> User:
+    async with rt.db.connection() as conn:
+        row = await conn.fetchrow(queries.BY_ID, user_id)
+    if row is None:
+        raise NotFound("user not found")
+    return _user(row)
+
+
+async def find_user(rt: Runtime, email: str) -> User:
+    """The user with this email (any case); NotFound otherwise."""
+    async with rt.db.connection() as conn:
+        row = await conn.fetchrow(queries.BY_EMAIL, email.strip().lower())
+    if row is None:
+        raise NotFound(f"no user with email {email.strip().lower()}")
+    return _user(row)
+
+
+async def list_users(rt: Runtime, limit: int, cursor: str | None = None) -> Page[User]:
+    """Users newest first, `limit` per page."""
+    async with rt.db.connection() as conn:
+        if cursor is None:
+            rows = await conn.fetch(queries.FIRST_PAGE, limit + 1)
+        else:
+            rows = await conn.fetch(queries.PAGE_AFTER, *decode_cursor(cursor), limit + 1)
+    return make_page([_user(r) for r in rows], limit, lambda u: (u.created_at, u.id))
+
+
+def _authorize_change(actor: Principal | None, user_id: UUID, changes: UserChanges) -> None:
+    if actor is None or actor.is_admin:
+        return
+    if actor.user_id != user_id:
+        raise Forbidden("you may only change your own account")
+    if changes.is_admin is not None or changes.is_active is not None:
+        raise Forbidden("only an admin may change is_admin or is_active")
+
+
+async def update_user(
+    rt: Runtime, actor: Principal | None, user_id: UUID, changes: UserChanges
+) -> User:
+    """Apply `changes`; self may change name and password, an admin everything."""
+    _authorize_change(actor, user_id, changes)
+    password_hash = await rt.passwords.hash(changes.password) if changes.password else None
+    revoke = password_hash is not None or changes.is_active is False
+    async with rt.db.connection() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            queries.UPDATE,
+            user_id,
+            changes.name,
+            password_hash,
+            changes.is_admin,
+            changes.is_active,
+        )
+        if row is None:
+            raise NotFound("user not found")
+        if revoke:
+            await conn.execute(auth_queries.DELETE_USER_TOKENS, user_id)
+    if revoke or changes.is_admin is not None:
+        await rt.tokens.invalidate_user(user_id)
+    return _user(row)
+
+
+async def delete_user(rt: Runtime, actor: Principal | None, user_id: UUID) -> None:
+    """Delete a user with their tokens and posts; admins only."""
+    if actor is not None and not actor.is_admin:
+        raise Forbidden("only an admin may delete users")
+    async with rt.db.connection() as conn:
+        deleted = await conn.fetchval(queries.DELETE, user_id)
+    if deleted is None:
+        raise NotFound("user not found")
+    await rt.tokens.invalidate_user(user_id)
+
+
+async def ensure_user(
+    rt: Runtime, email: str, name: str, password: str | None, *, is_admin: bool
+) -> tuple[User, Outcome]:
+    """Create the user if missing, else bring name, admin flag (and password, if given) in line."""
+    try:
+        existing = await find_user(rt, email)
+    except NotFound:
+        if password is None:
+            raise Conflict(
+                f"{email} does not exist yet: a password is needed to create it"
+            ) from None
+        try:
+            return await create_user(
+                rt, NewUser(email=email, name=name, password=password), is_admin=is_admin
+            ), "created"
+        except Conflict:  # created by someone else in the meantime
+            existing = await find_user(rt, email)
+    wanted = UserChanges(name=name, password=password)
+    same_password = password is None or await _password_matches(rt, existing.id, password)
+    changes = UserChanges(
+        name=wanted.name if wanted.name != existing.name else None,
+        is_admin=is_admin if is_admin != existing.is_admin else None,
+        password=None if same_password else wanted.password,
+    )
+    if not changes.model_dump(exclude_none=True):
+        return existing, "unchanged"
+    return await update_user(rt, None, existing.id, changes), "updated"
+
+
+async def _password_matches(rt: Runtime, user_id: UUID, password: str) -> bool:
+    async with rt.db.connection() as conn:
+        password_hash = await conn.fetchval(queries.PASSWORD_HASH, user_id)
+    return await rt.passwords.verify(password_hash, password)
