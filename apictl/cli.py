@@ -10,12 +10,14 @@ import traceback
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from apictl import __version__, check, migrate
+from apictl import __version__, check, migrate, token, user
 from apictl.output import print_error
 from apictl.serve import serve
 from service.config import ConfigError
 from service.errors import AppError
+from service.validation import error_details
 
 app = typer.Typer(
     name="apictl",
@@ -26,6 +28,8 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.add_typer(migrate.app, name="migrate")
+app.add_typer(user.app, name="user")
+app.add_typer(token.app, name="token")
 app.add_typer(check.app, name="check")
 
 
@@ -59,6 +63,10 @@ def main() -> None:
             hint="see `apictl check config` and the README's configuration table",
         )
         sys.exit(1)
+    except ValidationError as exc:  # bad values given on the command line
+        problems = [f"{d['field']}: {d['message']}" for d in error_details(exc.errors())]
+        print_error("invalid input:\n  " + "\n  ".join(problems))
+        sys.exit(2)
     except AppError as exc:
         print_error(str(exc))
         sys.exit(1)

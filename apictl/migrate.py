@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.syntax import Syntax
 
 from apictl.output import console, fail, print_json, print_table
-from apictl.servers import resolve_servers
+from apictl.runtime import resolve_servers
 from service.bundled import bundled_dir, is_source_checkout
 from service.config import load_settings
 from service.migrations import (

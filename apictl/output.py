@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, NoReturn
 
 import orjson
@@ -26,7 +27,7 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*(_cell(value) for value in row))
     console.print(table)
 
 
@@ -35,6 +36,14 @@ def print_error(message: str, hint: str | None = None) -> None:
     errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
         errors.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:

@@ -13,7 +13,7 @@ import uvicorn
 
 from apictl.migrate import step_progress
 from apictl.output import console, fail
-from apictl.servers import resolve_servers
+from apictl.runtime import resolve_servers
 from service.config import Settings, env_name, load_settings, mask_url
 from service.logs import configure_logging
 from service.migrations import Migrator

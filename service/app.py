@@ -30,6 +30,7 @@ from service.middleware.request_context import RequestContextMiddleware
 from service.migrations import migration_ids, migrations_dir
 from service.runtime import Runtime
 from service.users import routes as user_routes
+from service.validation import error_details
 
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 5  # Starlette's default of 9 costs CPU for a few percent of size
@@ -107,14 +108,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        details = [
-            {
-                "field": ".".join(str(part) for part in err["loc"]),
-                "message": err["msg"],
-                "type": err["type"],
-            }
-            for err in exc.errors()
-        ]
+        details = error_details(exc.errors())
         return error_response(ValidationFailed(details=details))
 
     app.add_exception_handler(AppError, on_app_error)

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from service.config import Settings
+from service.config import Settings, mask_url
 from service.errors import ServiceUnavailable
 
 Connection = PoolConnectionProxy  # what Database.connection() hands out
@@ -52,8 +52,20 @@ class Database:
         self._recycler: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
+        """Connect APICTL_DB_POOL_MIN connections; ServiceUnavailable if the server is not there."""
         s = self.settings
-        self.pool = await asyncpg.create_pool(
+        try:
+            self.pool = await self._create_pool(s)
+        except CONNECT_FAULTS as exc:
+            raise ServiceUnavailable(
+                f"database unreachable at {mask_url(str(s.database_url))}: "
+                f"{exc or type(exc).__name__}"
+            ) from None
+        self._recycler = asyncio.create_task(self._recycle(self.pool, s.db_max_lifetime))
+
+    @staticmethod
+    async def _create_pool(s: Settings) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
             s.database_url,
             min_size=s.db_pool_min,
             max_size=s.db_pool_max,
@@ -66,7 +78,6 @@ class Database:
                 "statement_timeout": str(int(s.db_command_timeout * 1000)),
             },
         )
-        self._recycler = asyncio.create_task(self._recycle(self.pool, s.db_max_lifetime))
 
     async def close(self) -> None:
         if self._recycler is not None:
@@ -74,7 +85,10 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recycler
         if self.pool is not None:
-            await asyncio.wait_for(self.pool.close(), self.settings.shutdown_timeout)
+            try:
+                await asyncio.wait_for(self.pool.close(), self.settings.shutdown_timeout)
+            except TimeoutError:  # a connection still busy past the shutdown budget
+                self.pool.terminate()
 
     @staticmethod
     async def _recycle(pool: asyncpg.Pool, lifetime: float) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict
 
@@ -18,3 +19,15 @@ Text = Annotated[str, AfterValidator(no_nul)]
 
 # Request bodies refuse unknown fields, so a typo or a smuggled `is_admin` is an error.
 STRICT_BODY = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def error_details(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """pydantic errors as `{"field", "message", "type"}`, for 422 bodies and CLI messages."""
+    return [
+        {
+            "field": ".".join(str(part) for part in err["loc"]) or "input",
+            "message": str(err["msg"]).removeprefix("Value error, "),
+            "type": err["type"],
+        }
+        for err in errors
+    ]
