@@ -8,7 +8,9 @@ directory. Each test gets its own database, cloned from a template in millisecon
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,6 +29,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.auth.passwords import Passwords
 from service.config import Settings, load_settings
 from service.embedded import start_postgres, start_redis
 from service.migrations import Migrator
@@ -219,3 +222,58 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
         if server.process.poll() is None:
             server.process.kill()
             server.process.communicate()
+
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def password() -> str:
+    """The password of every make_account() user."""
+    return PASSWORD
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """PASSWORD hashed with the service's own parameters (hashing once saves seconds)."""
+    passwords = Passwords()
+    try:
+        return passwords.hasher.hash(PASSWORD)
+    finally:
+        passwords.close()
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user straight in the database, with an API token and its Authorization header."""
+
+    id: str
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def make_account(database_url: str, password_hash: str) -> Callable[..., Account]:
+    """make_account("a@example.com", admin=True): a user (password PASSWORD) and a token."""
+
+    def make(email: str, *, admin: bool = False) -> Account:
+        token = "apx_" + secrets.token_urlsafe(32)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            row = conn.execute(
+                "INSERT INTO users (email, name, password_hash, is_admin)"
+                " VALUES (%s, %s, %s, %s) RETURNING id",
+                (email, email.split("@")[0], password_hash, admin),
+            ).fetchone()
+            assert row is not None
+            conn.execute(
+                "INSERT INTO api_tokens (user_id, token_hash, kind, name, expires_at)"
+                " VALUES (%s, %s, 'api', 'test', now() + interval '1 day')",
+                (row[0], hashlib.sha256(token.encode()).digest()),
+            )
+        return Account(str(row[0]), email, token)
+
+    return make
