@@ -23,12 +23,16 @@ from service.auth import routes as auth_routes
 from service.config import Settings, load_settings
 from service.context import current_request_id
 from service.errors import AppError, ValidationFailed, error_body, error_for_status
+from service.events import routes as event_routes
 from service.health import routes as health
 from service.logs import configure_logging
+from service.metrics import Metrics
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_context import RequestContextMiddleware
 from service.migrations import migration_ids, migrations_dir
+from service.posts import routes as post_routes
 from service.runtime import Runtime
+from service.shutdown import on_termination
 from service.users import routes as user_routes
 from service.validation import error_details
 
@@ -41,7 +45,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = await Runtime.open(settings, serving=True)
+        app.state.runtime = runtime = await Runtime.open(settings, serving=True)
+        on_termination(runtime.events.close)
         try:
             yield
         finally:
@@ -55,9 +60,16 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics(lambda: getattr(app.state, "runtime", None))
     app.state.migration_ids = migration_ids(migrations_dir(settings))
     _install_error_handlers(app)
-    for router in (health.router, auth_routes.router, user_routes.router):
+    for router in (
+        health.router,
+        auth_routes.router,
+        user_routes.router,
+        post_routes.router,
+        event_routes.router,
+    ):
         app.include_router(router)
     # add_middleware wraps outward: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
@@ -72,7 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app
 
 

@@ -18,6 +18,7 @@ from service.auth.ratelimit import LoginLimiter
 from service.auth.tokens import Tokens
 from service.config import Settings
 from service.db import Database
+from service.events.bus import EventBus
 from service.redis_client import create_redis
 
 
@@ -29,6 +30,7 @@ class Runtime:
     passwords: Passwords
     tokens: Tokens
     limiter: LoginLimiter
+    events: EventBus
     trusted_proxies: list[Network]
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -45,10 +47,12 @@ class Runtime:
             passwords=Passwords(),
             tokens=Tokens(db, redis),
             limiter=LoginLimiter(redis, settings.login_rate_limit),
+            events=EventBus(redis),
             trusted_proxies=parse_networks(settings.trusted_proxies),
         )
         if serving:
-            runtime._tasks.append(asyncio.create_task(runtime.tokens.listen()))
+            for job in (runtime.tokens.listen(), runtime.events.run()):
+                runtime._tasks.append(asyncio.create_task(job))
         return runtime
 
     async def close(self) -> None:

@@ -179,38 +179,41 @@ def server_env(database_url: str, redis_url: str) -> dict[str, str]:
 
 @dataclass
 class RunningServer:
-    """An `apictl serve` subprocess and where it listens."""
+    """An `apictl serve` subprocess, where it listens and where its output goes."""
 
     process: subprocess.Popen[str]
     url: str
+    log: Path  # stdout and stderr: a file, so a chatty server never blocks on a full pipe
 
     def stop(self, timeout: float = 15) -> tuple[int, str]:
-        """SIGTERM, wait; return (exit code, everything it wrote to stderr)."""
+        """SIGTERM, wait; return (exit code, everything it wrote)."""
         self.process.send_signal(signal.SIGTERM)
-        _, stderr = self.process.communicate(timeout=timeout)
-        return self.process.returncode, stderr
+        self.process.wait(timeout=timeout)
+        return self.process.returncode, self.log.read_text()
 
 
 @pytest.fixture
-def start_server() -> Iterator[Callable[..., RunningServer]]:
+def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     """Start `apictl serve` on a free port and wait until /health answers (at most 30 s)."""
     started: list[RunningServer] = []
 
     def start(env: dict[str, str], *args: str, wait: float = 30) -> RunningServer:
         port = _free_port()
-        process = subprocess.Popen(
-            [APICTL, "serve", "--port", str(port), *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        server = RunningServer(process, f"http://127.0.0.1:{port}")
+        log = tmp_path / f"server-{port}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [APICTL, "serve", "--port", str(port), *args],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        server = RunningServer(process, f"http://127.0.0.1:{port}", log)
         started.append(server)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise AssertionError(f"apictl serve exited early:\n{process.communicate()}")
+                raise AssertionError(f"apictl serve exited early:\n{log.read_text()}")
             with contextlib.suppress(httpx2.HTTPError):
                 if httpx2.get(f"{server.url}/health", timeout=1).status_code == 200:
                     return server
@@ -221,7 +224,7 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
     for server in started:
         if server.process.poll() is None:
             server.process.kill()
-            server.process.communicate()
+            server.process.wait()
 
 
 PASSWORD = "correct horse battery"

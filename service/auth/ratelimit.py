@@ -44,6 +44,7 @@ class LoginLimiter:
         self.limit = limit
         self.local = _LocalWindows()
         self.degraded = False
+        self.refused = 0
 
     async def hit(self, *keys: str) -> int | None:
         """Count one attempt for each key; seconds to wait if any is over the limit, else None."""
@@ -58,7 +59,10 @@ class LoginLimiter:
             self.degraded = True
             windows = [self.local.hit(key, self.limit.period) for key in keys]
         waits = [ttl for count, ttl in windows if count > self.limit.count]
-        return max(waits) if waits else None
+        if not waits:
+            return None
+        self.refused += 1
+        return max(waits)
 
     async def _hit_redis(self, keys: tuple[str, ...]) -> list[tuple[int, int]]:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -1,4 +1,5 @@
-"""`GET /health` (liveness: touches nothing) and `GET /ready` (database, Redis, migrations)."""
+"""Operations: `GET /health` (liveness: touches nothing), `GET /ready` (database, Redis,
+migrations) and `GET /metrics` (Prometheus text)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import asyncpg
 from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from service.errors import ServiceUnavailable
+from service.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT = 2.0
@@ -91,3 +93,8 @@ async def ready(request: Request) -> Response:
         status_code=200 if ok else 503,
         media_type="application/json",
     )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

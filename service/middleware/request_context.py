@@ -1,9 +1,9 @@
-"""Request id, access log and the last-resort 500, in one pass over each request.
+"""Request id, access log, metrics and the last-resort 500, in one pass over each request.
 
 Outermost of our middleware: it names the request (the caller's `X-Request-ID` when it is
 1..128 of `[A-Za-z0-9._-]`, else a new one), adds the header to every response, turns an
 unhandled exception into the unified 500 body (the traceback goes to the log under the same id)
-and writes one access-log line per request.
+and writes one access-log line and one metrics observation per request.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.context import RequestInfo, current_request
 from service.errors import InternalError, send_error
+from service.metrics import Metrics
 
+UNMATCHED = "(unmatched)"  # the route label of requests no route took: never the raw path
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 access_log = logging.getLogger("apictl.access")
 error_log = logging.getLogger("apictl.error")
@@ -31,10 +33,11 @@ def _request_id(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    """Request id + access log + unhandled-error guard."""
+    """Request id + access log + metrics + unhandled-error guard."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,16 +65,18 @@ class RequestContextMiddleware:
             else:
                 status = 500
         finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", UNMATCHED)
+            self.metrics.observe(scope["method"], route, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
-                route = scope.get("route")
                 access_log.info(
                     "request",
                     extra={
                         "method": scope["method"],
-                        "route": getattr(route, "path", None),
+                        "route": route,
                         "path": scope["path"],
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "duration_ms": round(elapsed * 1000, 2),
                         "user_id": info.user_id,
                     },
                 )

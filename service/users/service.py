@@ -22,7 +22,8 @@ from service.users.schemas import NewUser, User, UserChanges
 Outcome = Literal["created", "updated", "unchanged"]
 
 
-def _user(row: asyncpg.Record) -> User:
+def _user(row: asyncpg.Record | None) -> User:
+    assert row is not None
     return User(**dict(row))
 
 
@@ -34,8 +35,9 @@ async def create_user(rt: Runtime, new: NewUser, *, is_admin: bool = False) -> U
             row = await conn.fetchrow(queries.INSERT, new.email, new.name, password_hash, is_admin)
     except asyncpg.UniqueViolationError:
         raise Conflict(f"a user with email {new.email} already exists") from None
-    assert row is not None
-    return _user(row)
+    user = _user(row)
+    await rt.events.publish("user.created", user)
+    return user
 
 
 async def get_user(rt: Runtime, user_id: UUID) -> User:

@@ -1,0 +1,87 @@
+"""Prometheus metrics: requests by route template, latency, DB pool, SSE subscribers.
+
+Labels are route templates (`/api/v1/posts/{post_id}`), never raw paths, so cardinality stays
+low whatever clients send. Pool, subscriber and task figures are read at scrape time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.runtime import Runtime
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _RuntimeCollector(Collector):
+    """Gauges computed from the live runtime when Prometheus scrapes."""
+
+    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self.runtime()
+        if runtime is None:
+            return
+        pool = runtime.db.pool
+        size = pool.get_size() if pool is not None else 0
+        idle = pool.get_idle_size() if pool is not None else 0
+        yield GaugeMetricFamily("apictl_db_pool_size", "Open database connections", value=size)
+        yield GaugeMetricFamily("apictl_db_pool_idle", "Idle database connections", value=idle)
+        yield GaugeMetricFamily(
+            "apictl_db_pool_in_use", "Database connections in use", value=size - idle
+        )
+        yield GaugeMetricFamily(
+            "apictl_db_pool_max", "Most database connections", value=runtime.settings.db_pool_max
+        )
+        yield GaugeMetricFamily(
+            "apictl_sse_subscribers",
+            "Open event streams",
+            value=len(runtime.events.subscriptions),
+        )
+        yield GaugeMetricFamily(
+            "apictl_asyncio_tasks", "Tasks on the event loop", value=len(asyncio.all_tasks())
+        )
+        yield CounterMetricFamily(
+            "apictl_login_rate_limited", "Logins refused by the rate limit",
+            value=runtime.limiter.refused,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "apictl_login_rate_limit_local",
+            "1 while the login limit runs per-process (Redis unreachable)",
+            value=int(runtime.limiter.degraded),
+        )
+
+
+class Metrics:
+    """The registry of one app, and the instruments the middleware feeds."""
+
+    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "apictl_http_requests",
+            "HTTP requests by route template, method and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "apictl_http_request_duration_seconds",
+            "HTTP request latency by route template and method",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_RuntimeCollector(runtime))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

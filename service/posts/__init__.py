@@ -1,0 +1,1 @@
+"""Posts: titled texts written by users."""

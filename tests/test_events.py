@@ -1,0 +1,287 @@
+"""GET /api/v1/events: fan-out across instances, resume without gap or duplicate, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.events.bus import BACKLOG, STREAM, Event, Subscription
+from service.events.sse import frames
+
+Account = Any  # tests.conftest.Account
+
+
+class SseReader:
+    """Reads `text/event-stream` events (dicts of id/event/data) from a streaming response."""
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self.response = response
+        self.lines = response.aiter_lines()
+
+    async def next(self, wait: float = 5) -> dict[str, str]:
+        event: dict[str, str] = {}
+        async with asyncio.timeout(wait):
+            async for line in self.lines:
+                if not line:
+                    if event:
+                        return event
+                    continue
+                if line.startswith(":"):
+                    continue
+                field, _, value = line.partition(":")
+                event[field] = value.removeprefix(" ")
+        raise EOFError("the stream ended")
+
+    async def events(self, count: int, wait: float = 5) -> list[dict[str, str]]:
+        """The next `count` events that carry an id (skipping retry and notices)."""
+        found: list[dict[str, str]] = []
+        while len(found) < count:
+            event = await self.next(wait)
+            if "id" in event:
+                found.append(event)
+        return found
+
+
+@asynccontextmanager
+async def subscribe(
+    http: httpx2.AsyncClient, url: str, headers: dict[str, str], last_event_id: str | None = None
+) -> AsyncIterator[SseReader]:
+    if last_event_id is not None:
+        headers = {**headers, "Last-Event-ID": last_event_id}
+    async with http.stream("GET", f"{url}/api/v1/events", headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        reader = SseReader(response)
+        assert (await reader.next())["retry"]  # subscribed
+        yield reader
+
+
+def post(url: str, who: Account, title: str) -> dict[str, Any]:
+    response = httpx2.post(f"{url}/api/v1/posts", json={"title": title}, headers=who.headers)
+    assert response.status_code == 201
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture
+def alice(make_account: Callable[..., Account]) -> Account:
+    return make_account("alice@example.com", admin=True)
+
+
+def test_an_event_from_instance_a_reaches_a_client_on_instance_b(
+    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account
+) -> None:
+    a, b = start_server(server_env), start_server(server_env)
+
+    async def scenario() -> list[dict[str, str]]:
+        async with (
+            httpx2.AsyncClient(timeout=10) as http,
+            subscribe(http, b.url, alice.headers) as sse,
+        ):
+            created = await asyncio.to_thread(post, a.url, alice, "across instances")
+            await asyncio.to_thread(
+                httpx2.patch,
+                f"{a.url}/api/v1/posts/{created['id']}",
+                json={"body": "edited"},
+                headers=alice.headers,
+            )
+            await asyncio.to_thread(
+                httpx2.delete, f"{a.url}/api/v1/posts/{created['id']}", headers=alice.headers
+            )
+            return await sse.events(3)
+
+    created, updated, deleted = asyncio.run(scenario())
+    assert created["event"] == "post.created"
+    assert '"title":"across instances"' in created["data"]
+    assert updated["event"] == "post.updated"
+    assert '"body":"edited"' in updated["data"]
+    assert deleted["event"] == "post.deleted"
+    ids = [created["id"], updated["id"], deleted["id"]]
+    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+    assert len(set(ids)) == 3
+
+
+def test_resume_with_last_event_id_gets_exactly_what_was_missed(
+    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account
+) -> None:
+    server = start_server(server_env)
+
+    async def scenario() -> tuple[dict[str, str], list[dict[str, str]]]:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            async with subscribe(http, server.url, alice.headers) as sse:
+                await asyncio.to_thread(post, server.url, alice, "seen")
+                (seen,) = await sse.events(1)
+            for i in range(3):  # while disconnected
+                await asyncio.to_thread(post, server.url, alice, f"missed {i}")
+            async with subscribe(http, server.url, alice.headers, seen["id"]) as sse:
+                missed = await sse.events(3)
+                await asyncio.to_thread(post, server.url, alice, "live")
+                missed += await sse.events(1)
+                with pytest.raises(TimeoutError):  # and nothing twice
+                    await sse.events(1, wait=1)
+            return seen, missed
+
+    seen, resumed = asyncio.run(scenario())
+    titles = [re.search(r'"title":"([^"]+)"', e["data"]).group(1) for e in resumed]  # type: ignore[union-attr]
+    assert titles == ["missed 0", "missed 1", "missed 2", "live"]
+    assert seen["id"] not in {e["id"] for e in resumed}
+
+
+def test_last_event_id_older_than_the_stream_starts_at_the_oldest_and_says_so(
+    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account, redis_url: str
+) -> None:
+    server = start_server(server_env)
+    for i in range(5):
+        post(server.url, alice, f"p{i}")
+    client = redis.Redis.from_url(redis_url)
+    client.xtrim(STREAM, maxlen=2, approximate=False)
+    entries: Any = client.xrange(STREAM, count=1)
+    oldest = entries[0][0].decode()
+    client.close()
+
+    async def scenario() -> list[dict[str, str]]:
+        async with (
+            httpx2.AsyncClient(timeout=10) as http,
+            subscribe(http, server.url, alice.headers, "1-0") as sse,
+        ):
+            return [await sse.next() for _ in range(3)]
+
+    notice, first, second = asyncio.run(scenario())
+    assert notice["event"] == "stream.truncated"
+    assert f'"oldest_kept":"{oldest}"' in notice["data"]
+    assert first["id"] == oldest
+    assert '"title":"p3"' in first["data"]
+    assert '"title":"p4"' in second["data"]
+
+
+def test_user_created_is_an_event(client: TestClient, alice: Account) -> None:
+    with client.stream("GET", "/api/v1/events", headers=alice.headers) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("retry:")
+        created = client.post(
+            "/api/v1/users",
+            json={"email": "new@example.com", "name": "New", "password": "long enough"},
+            headers=alice.headers,
+        )
+        assert created.status_code == 201
+        received = [line for line in (next(lines) for _ in range(4)) if line]
+    assert received[0].startswith("id: ")
+    assert received[1] == "event: user.created"
+    assert '"email":"new@example.com"' in received[2]
+
+
+def test_bad_last_event_id_is_422(client: TestClient, alice: Account) -> None:
+    response = client.get("/api/v1/events", headers={**alice.headers, "Last-Event-ID": "yesterday"})
+    assert response.status_code == 422
+
+
+def test_events_need_a_token(client: TestClient) -> None:
+    assert client.get("/api/v1/events").status_code == 401
+
+
+def test_without_redis_posts_work_and_events_are_503(
+    settings: Settings, alice: Account, free_port: int
+) -> None:
+    broken = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port}/0"})
+    with TestClient(create_app(broken)) as client:
+        created = client.post("/api/v1/posts", json={"title": "still"}, headers=alice.headers)
+        assert created.status_code == 201
+        assert (
+            client.get(f"/api/v1/posts/{created.json()['id']}", headers=alice.headers).status_code
+            == 200
+        )
+        events = client.get("/api/v1/events", headers=alice.headers)
+        assert events.status_code == 503
+        assert events.json()["code"] == "service_unavailable"
+        assert events.headers["retry-after"]
+        assert client.get("/ready").json()["checks"]["redis"]["status"] == "degraded"
+
+
+def _gauge(url: str, name: str) -> float:
+    text = httpx2.get(f"{url}/metrics").text
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} not in /metrics"
+    return float(match.group(1))
+
+
+def _redis_clients(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return len(client.client_list()) - 1  # minus this one
+    finally:
+        client.close()
+
+
+def test_connect_disconnect_cycles_leak_nothing(
+    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account, redis_url: str
+) -> None:
+    server = start_server(server_env)
+
+    async def cycles(count: int) -> None:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            for _ in range(count):
+                async with subscribe(http, server.url, alice.headers):
+                    pass
+
+    asyncio.run(cycles(5))  # warm up pools
+    time.sleep(0.5)
+    tasks, clients = _gauge(server.url, "apictl_asyncio_tasks"), _redis_clients(redis_url)
+    asyncio.run(cycles(500))
+    deadline = time.monotonic() + 5
+    while _gauge(server.url, "apictl_sse_subscribers") != 0:
+        assert time.monotonic() < deadline, "subscribers left behind"
+        time.sleep(0.1)
+    assert _gauge(server.url, "apictl_asyncio_tasks") <= tasks
+    assert _redis_clients(redis_url) <= clients + 1  # the pool may keep one more idle socket
+
+
+def test_sigterm_ends_open_streams_and_exits_in_time(
+    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account
+) -> None:
+    server = start_server({**server_env, "APICTL_SHUTDOWN_TIMEOUT": "5"})
+
+    async def ends(sse: SseReader) -> bool:
+        try:
+            while True:
+                await sse.next(wait=4)
+        except EOFError:
+            return True
+
+    async def scenario() -> float:
+        async with (
+            httpx2.AsyncClient(timeout=10) as http,
+            subscribe(http, server.url, alice.headers) as one,
+            subscribe(http, server.url, alice.headers) as two,
+        ):
+            began = time.monotonic()
+            server.process.send_signal(15)
+            assert await ends(one)
+            assert await ends(two)
+            return time.monotonic() - began
+
+    ended_after = asyncio.run(scenario())
+    assert ended_after < 2
+    assert server.process.wait(timeout=5) == 0
+
+
+def test_a_client_that_cannot_keep_up_is_dropped_with_a_notice() -> None:
+    async def scenario() -> list[bytes]:
+        subscription = Subscription()
+        for i in range(BACKLOG + 1):
+            subscription.offer(Event(f"1-{i}", "post.created", "{}"))
+        return [chunk async for chunk in frames(subscription, keepalive=1)]
+
+    chunks = asyncio.run(scenario())
+    assert chunks[-1].startswith(b"event: stream.dropped")
+    assert len(chunks) == 2  # retry, then the notice: memory never grew past BACKLOG
