@@ -7,7 +7,6 @@ command opens a small one for its own run. Service functions take it as their fi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -20,6 +19,9 @@ from service.config import Settings
 from service.db import Database
 from service.events.bus import EventBus
 from service.redis_client import create_redis
+
+
+TASK_STOP_SECONDS = 2.0
 
 
 @dataclass
@@ -58,9 +60,8 @@ class Runtime:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:  # bounded: a stuck background task must not hold shutdown hostage
+            await asyncio.wait(self._tasks, timeout=TASK_STOP_SECONDS)
         self.passwords.close()
         await self.redis.aclose(close_connection_pool=True)
         await self.db.close()

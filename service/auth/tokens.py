@@ -176,11 +176,13 @@ class Tokens:
             finally:
                 self.cache.enabled = False
                 self.cache.clear()
-                await asyncio.shield(_close_quietly(pubsub))
+                await _close_quietly(pubsub)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
 
 async def _close_quietly(pubsub: PubSub) -> None:
-    with contextlib.suppress(RedisError, OSError):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    """Close, but never wait long: this also runs while the task is being cancelled."""
+    with contextlib.suppress(RedisError, OSError, TimeoutError):
+        async with asyncio.timeout(1):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,294 @@
+"""The benchmark: apictl and a bare ASGI reference, side by side, in one run.
+
+    python -m bench.run                 # full: 2 rounds x 15 s per workload and target
+    python -m bench.run --smoke         # a few seconds, for CI: proves the benchmark still runs
+
+One server worker pinned to core 0, wrk pinned to core 1 (PostgreSQL and Redis float). Targets
+are interleaved within each round and medians are taken over rounds, so every apictl figure is
+a ratio to the reference measured minutes apart on the same machine. apictl runs with its full
+production stack on: request id, JSON access log, metrics, gzip, CORS, auth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+import psycopg
+import redis
+
+from bench.report import write_reports
+from bench.seed import seed
+from service.config import load_settings
+from service.embedded import start_postgres, start_redis
+from service.events.bus import STREAM
+from service.migrations import Migrator
+
+HERE = Path(__file__).resolve().parent
+WORKLOADS = {"health": None, "read": HERE / "wrk" / "read.lua", "write": HERE / "wrk" / "write.lua"}
+SERVER_CORE, LOAD_CORE = "0", "1"
+BENCH_DB = "apictl_bench"
+
+
+@dataclass
+class Measurement:
+    target: str
+    workload: str
+    round: int
+    connections: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    non_2xx: int
+    socket_errors: int
+    peak_rss_mb: float
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    """RPS, latency percentiles, max, non-2xx and socket errors from `wrk --latency` output."""
+    percentiles = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", output, re.MULTILINE))
+    latency_line = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", output, re.MULTILINE)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(percentiles["50"]),
+        "p90_ms": _ms(percentiles["90"]),
+        "p99_ms": _ms(percentiles["99"]),
+        "max_ms": _ms(latency_line.group(1)) if latency_line else 0.0,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+    }
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water mark of resident memory (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("installing wrk from the OS packages ...", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, capture_output=True)
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+    return shutil.which("wrk") or sys.exit("wrk is needed: apt-get install wrk")
+
+
+class Server:
+    """A server process pinned to one core, with its output in a log file."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, log: Path):
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        pin = ["taskset", "-c", SERVER_CORE] if os.cpu_count() and os.cpu_count() > 1 else []  # type: ignore[operator]
+        with log.open("w") as out:
+            self.process = subprocess.Popen([*pin, *command], env=env, stdout=out, stderr=out)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx2.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                time.sleep(0.2)
+            if self.process.poll() is not None:
+                sys.exit(f"{name} failed to start; see {log}")
+        sys.exit(f"{name} did not answer within 60 s; see {log}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def run_wrk(
+    wrk: str, server: Server, workload: str, seconds: float, connections: int, env: dict[str, str]
+) -> dict[str, Any]:
+    command = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    command += ["--timeout", "10s"]
+    script = WORKLOADS[workload]
+    if script is not None:
+        command += ["-s", str(script)]
+    path = "/health" if workload == "health" else "/"
+    pin = ["taskset", "-c", LOAD_CORE] if (os.cpu_count() or 1) > 1 else []
+    done = subprocess.run(
+        [*pin, *command, server.url + path], env=env, capture_output=True, text=True, check=True
+    )
+    return parse_wrk(done.stdout)
+
+
+def prepare_servers(args: argparse.Namespace, work: Path) -> tuple[str, str]:
+    """Database and Redis URLs: given, or private embedded servers in `work`."""
+    admin_url = args.database_url or start_postgres(work / "data")
+    redis_url = args.redis_url or start_redis(work / "data")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    database_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{BENCH_DB}"))
+    client = redis.Redis.from_url(redis_url)
+    client.delete(STREAM)
+    client.close()
+    return database_url, redis_url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="seconds, not minutes (CI)")
+    parser.add_argument("--duration", type=float, default=15, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds before each measurement")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--stress-connections", type=int, default=256)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--posts", type=int, default=10_000)
+    parser.add_argument("--database-url", help="a PostgreSQL server to use (default: embedded)")
+    parser.add_argument("--redis-url", help="a Redis server to use (default: embedded)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    if args.smoke:
+        args.duration, args.warmup, args.rounds = 2, 1, 1
+        args.users, args.posts, args.stress_connections = 20, 200, 0
+
+    wrk = ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="apictl-bench-"))
+    database_url, redis_url = prepare_servers(args, work)
+    settings = load_settings(_env_file=None, database_url=database_url, redis_url=redis_url)
+    Migrator(settings).up()
+    print(f"seeding {args.users} users and {args.posts} posts through apictl ...", flush=True)
+    tokens, posts = asyncio.run(seed(settings, args.users, args.posts))
+    (work / "tokens.txt").write_text("\n".join(tokens) + "\n")
+    (work / "posts.txt").write_text("\n".join(posts) + "\n")
+    wrk_env = {**os.environ, "BENCH_TOKENS": str(work / "tokens.txt")}
+    wrk_env["BENCH_POSTS"] = str(work / "posts.txt")
+
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("APICTL_")}
+    base_env |= {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    apictl_env = base_env | {
+        "APICTL_ENV": "production",
+        "APICTL_LOG_FORMAT": "json",
+        "APICTL_CORS_ORIGINS": "https://app.example.com",
+    }
+    reference_cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.reference:app",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    apictl_cmd = [str(Path(sys.executable).parent / "apictl"), "serve"]
+    servers = {
+        "reference": Server(
+            "reference",
+            [*reference_cmd, "--port", "18001"],
+            base_env,
+            18001,
+            work / "reference.log",
+        ),
+        "apictl": Server(
+            "apictl", [*apictl_cmd, "--port", "18002"], apictl_env, 18002, work / "apictl.log"
+        ),
+    }
+    measurements: list[Measurement] = []
+    try:
+        plan = [(r, w) for r in range(args.rounds) for w in WORKLOADS]
+        for round_no, workload in plan:
+            order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
+            for name in order:
+                measurements.append(
+                    measure(wrk, servers[name], workload, round_no, args.connections, args, wrk_env)
+                )
+        if args.stress_connections:
+            for workload in WORKLOADS:
+                for name in servers:
+                    measurements.append(
+                        measure(
+                            wrk, servers[name], workload, -1, args.stress_connections, args, wrk_env
+                        )
+                    )
+    finally:
+        for server in servers.values():
+            server.stop()
+    results = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k not in ("database_url", "redis_url")
+        },
+        "measurements": [asdict(m) for m in measurements],
+    }
+    write_reports(results, args.out, smoke=args.smoke)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(
+    wrk: str,
+    server: Server,
+    workload: str,
+    round_no: int,
+    connections: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+) -> Measurement:
+    if args.warmup:
+        run_wrk(wrk, server, workload, args.warmup, connections, env)
+    figures = run_wrk(wrk, server, workload, args.duration, connections, env)
+    m = Measurement(
+        server.name,
+        workload,
+        round_no,
+        connections,
+        peak_rss_mb=round(peak_rss_mb(server.process.pid), 1),
+        **figures,
+    )
+    print(
+        f"  {m.target:9} {m.workload:6} c={connections:<3} {m.rps:9.0f} rps"
+        f"  p99 {m.p99_ms:7.2f} ms  non-2xx {m.non_2xx}  errors {m.socket_errors}"
+        f"  rss {m.peak_rss_mb} MB",
+        flush=True,
+    )
+    return m
+
+
+if __name__ == "__main__":
+    main()
