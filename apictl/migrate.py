@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from string import Template
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -16,13 +16,10 @@ from apictl.output import console, fail, print_json, print_table
 from apictl.runtime import resolve_servers
 from service.bundled import bundled_dir, is_source_checkout
 from service.config import load_settings
-from service.migrations import (
-    MigrationStatus,
-    Migrator,
-    PlannedStep,
-    StepCallback,
-    migration_ids,
-)
+from service.schema import migration_ids
+
+if TYPE_CHECKING:  # the machinery itself is imported by the commands that use it (see migrator)
+    from service.migrations import MigrationStatus, Migrator, PlannedStep, StepCallback
 
 app = typer.Typer(
     help="Apply, inspect, roll back and create schema migrations (yoyo, SQL files).",
@@ -39,7 +36,13 @@ AllowDrift = Annotated[
 
 
 def migrator() -> Migrator:
-    """A Migrator for the configured (or embedded) database."""
+    """A Migrator for the configured (or embedded) database.
+
+    Imported here, not at the top: yoyo and psycopg would otherwise load with every command,
+    `apictl serve` (the serving process) included.
+    """
+    from service.migrations import Migrator
+
     return Migrator(resolve_servers(load_settings()))
 
 

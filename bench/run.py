@@ -216,6 +216,13 @@ def main() -> None:
     ]
     apictl_cmd = [str(Path(sys.executable).parent / "apictl"), "serve"]
     servers = {
+        "reference-cached": Server(
+            "reference-cached",
+            [*reference_cmd, "--port", "18003"],
+            base_env | {"REFERENCE_TOKEN_CACHE": "1"},
+            18003,
+            work / "reference-cached.log",
+        ),
         "reference": Server(
             "reference",
             [*reference_cmd, "--port", "18001"],

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from apictl import __version__
+from service.access_log import AccessLog
 from service.auth import routes as auth_routes
 from service.config import Settings, load_settings
 from service.context import current_request_id
@@ -28,10 +29,12 @@ from service.health import routes as health
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.middleware.body_limit import BodyLimitMiddleware
+from service.middleware.liveness import LivenessMiddleware
 from service.middleware.request_context import RequestContextMiddleware
-from service.migrations import migration_ids, migrations_dir
+from service.middleware.selective import WhenHeader
 from service.posts import routes as post_routes
 from service.runtime import Runtime
+from service.schema import migration_ids, migrations_dir
 from service.shutdown import on_termination
 from service.users import routes as user_routes
 from service.validation import error_details
@@ -51,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await app.state.runtime.close()
+            app.state.access_log.flush()
 
     app = FastAPI(
         title="apictl service",
@@ -58,25 +62,40 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None if settings.is_production else "/docs",
         redoc_url=None,
+        # Metrics are ours (Prometheus, /metrics). FastAPI's native OpenTelemetry hooks would
+        # otherwise look up global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = Metrics(lambda: getattr(app.state, "runtime", None))
+    app.state.access_log = AccessLog(json=settings.json_logs)
     app.state.migration_ids = migration_ids(migrations_dir(settings))
     _install_error_handlers(app)
+    # Routes are matched in this order: the busiest first (no two routers share a path).
     for router in (
-        health.router,
-        auth_routes.router,
-        user_routes.router,
         post_routes.router,
+        user_routes.router,
+        auth_routes.router,
         event_routes.router,
+        health.router,
     ):
         app.include_router(router)
     # add_middleware wraps outward: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
+    app.add_middleware(
+        WhenHeader,
+        header=b"accept-encoding",
+        contains=b"gzip",
+        middleware=GZipMiddleware,
+        minimum_size=GZIP_MIN_BYTES,
+        compresslevel=GZIP_LEVEL,
+    )
+    app.add_middleware(LivenessMiddleware)  # inside CORS: a browser probing /health gets headers
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            WhenHeader,
+            header=b"origin",
+            middleware=CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=settings.cors_allow_credentials,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
@@ -84,7 +103,9 @@ def create_app(settings: Settings) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,
         )
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=app.state.metrics, access_log=app.state.access_log
+    )
     return app
 
 

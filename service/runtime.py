@@ -20,7 +20,6 @@ from service.db import Database
 from service.events.bus import EventBus
 from service.redis_client import create_redis
 
-
 TASK_STOP_SECONDS = 2.0
 
 

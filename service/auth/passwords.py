@@ -21,8 +21,7 @@ class Passwords:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self.hasher = hasher or PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
         self._pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="argon2")
-        # verified when the email is unknown, so both failures take the same time
-        self._dummy = self.hasher.hash("not the password of anyone")
+        self._dummy: str | None = None  # made on first need: start-up stays cheap in memory
 
     async def hash(self, password: str) -> str:
         return await asyncio.get_running_loop().run_in_executor(
@@ -36,10 +35,16 @@ class Passwords:
         )
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
+        if password_hash is None:
+            # an unknown email costs a real verify too, so both failures take the same time
+            self._dummy = self._dummy or self.hasher.hash("not the password of anyone")
+            self._matches(self._dummy, password)
+            return False
+        return self._matches(password_hash, password)
+
+    def _matches(self, password_hash: str, password: str) -> bool:
         try:
-            return self.hasher.verify(password_hash or self._dummy, password) and bool(
-                password_hash
-            )
+            return self.hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-import asyncpg
 from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -14,6 +13,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from service.errors import ServiceUnavailable
 from service.metrics import CONTENT_TYPE
+from service.schema import pending_migrations
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT = 2.0
@@ -63,13 +63,9 @@ async def _check_redis(request: Request) -> Check:
 async def _check_migrations(request: Request) -> Check:
     try:
         async with request.app.state.runtime.db.connection() as conn:
-            rows = await conn.fetch("SELECT migration_id FROM _yoyo_migration")
-        applied = {row[0] for row in rows}
-    except asyncpg.UndefinedTableError:  # nothing was ever migrated
-        applied = set()
+            pending = await pending_migrations(conn, request.app.state.migration_ids)
     except ServiceUnavailable:
         return Check(status="down", error="database unavailable")
-    pending = [mid for mid in request.app.state.migration_ids if mid not in applied]
     if pending:
         return Check(status="down", error="migrations pending", pending=pending)
     return Check(status="ok")

@@ -3,47 +3,57 @@
 Outermost of our middleware: it names the request (the caller's `X-Request-ID` when it is
 1..128 of `[A-Za-z0-9._-]`, else a new one), adds the header to every response, turns an
 unhandled exception into the unified 500 body (the traceback goes to the log under the same id)
-and writes one access-log line and one metrics observation per request.
+and records one access-log line and one metrics observation per request.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.access_log import AccessLog
 from service.context import RequestInfo, current_request
 from service.errors import InternalError, send_error
 from service.metrics import Metrics
 
 UNMATCHED = "(unmatched)"  # the route label of requests no route took: never the raw path
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
-access_log = logging.getLogger("apictl.access")
 error_log = logging.getLogger("apictl.error")
 
 
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            return value.decode("ascii") if _VALID_ID.match(value) else uuid.uuid4().hex
-    return uuid.uuid4().hex
+class RequestIds:
+    """New request ids: a random per-process prefix and a counter (unique, and nearly free)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def for_scope(self, scope: Scope) -> str:
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and _VALID_ID.match(value):
+                return str(value.decode("ascii"))
+        return f"{self._prefix}-{next(self._counter):x}"
 
 
 class RequestContextMiddleware:
     """Request id + access log + metrics + unhandled-error guard."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
+        self.ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        info = RequestInfo(_request_id(scope))
+        info = RequestInfo(self.ids.for_scope(scope))
         token = current_request.set(info)
         header = (b"x-request-id", info.request_id.encode("ascii"))
         started = time.perf_counter()
@@ -68,16 +78,6 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", UNMATCHED)
             self.metrics.observe(scope["method"], route, status, elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "route": route,
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "user_id": info.user_id,
-                    },
-                )
+            if self.access_log.enabled:
+                self.access_log.record(info, scope["method"], route, scope["path"], status, elapsed)
             current_request.reset(token)
