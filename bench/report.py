@@ -98,11 +98,13 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     summary = summarize(results["measurements"], results["settings"]["connections"])
     workloads = ["health", "read", "write"]
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
-    width = 0.38
-    for offset, target, colour in (
-        (-width / 2, "reference", "#9aa5b1"),
-        (width / 2, "apictl", "#1f6feb"),
-    ):
+    width = 0.27
+    series = (
+        (-width, "reference", "#9aa5b1"),
+        (0.0, "reference-cached", "#cbd2d9"),
+        (width, "apictl", "#1f6feb"),
+    )
+    for offset, target, colour in series:
         values = [summary.get(f"{target}/{w}", {}).get("rps", 0) for w in workloads]
         bars = ax.bar([i + offset for i in range(3)], values, width, label=target, color=colour)
         if target == "apictl":

@@ -280,3 +280,18 @@ def make_account(database_url: str, password_hash: str) -> Callable[..., Account
         return Account(str(row[0]), email, token)
 
     return make
+
+
+@pytest.fixture
+def alice(make_account: Callable[..., Account]) -> Account:
+    return make_account("alice@example.com")
+
+
+@pytest.fixture
+def bob(make_account: Callable[..., Account]) -> Account:
+    return make_account("bob@example.com")
+
+
+@pytest.fixture
+def admin(make_account: Callable[..., Account]) -> Account:
+    return make_account("root@example.com", admin=True)

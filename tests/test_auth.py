@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,11 +18,6 @@ from service.auth.client_ip import client_ip, parse_networks
 from service.config import RateLimit, Settings
 
 Account = Any  # tests.conftest.Account
-
-
-@pytest.fixture
-def alice(make_account: Callable[..., Account]) -> Account:
-    return make_account("alice@example.com")
 
 
 def login(client: TestClient, email: str, password: str) -> Any:

@@ -74,30 +74,25 @@ def post(url: str, who: Account, title: str) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-def alice(make_account: Callable[..., Account]) -> Account:
-    return make_account("alice@example.com", admin=True)
-
-
 def test_an_event_from_instance_a_reaches_a_client_on_instance_b(
-    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account
+    start_server: Callable[..., Any], server_env: dict[str, str], admin: Account
 ) -> None:
     a, b = start_server(server_env), start_server(server_env)
 
     async def scenario() -> list[dict[str, str]]:
         async with (
             httpx2.AsyncClient(timeout=10) as http,
-            subscribe(http, b.url, alice.headers) as sse,
+            subscribe(http, b.url, admin.headers) as sse,
         ):
-            created = await asyncio.to_thread(post, a.url, alice, "across instances")
+            created = await asyncio.to_thread(post, a.url, admin, "across instances")
             await asyncio.to_thread(
                 httpx2.patch,
                 f"{a.url}/api/v1/posts/{created['id']}",
                 json={"body": "edited"},
-                headers=alice.headers,
+                headers=admin.headers,
             )
             await asyncio.to_thread(
-                httpx2.delete, f"{a.url}/api/v1/posts/{created['id']}", headers=alice.headers
+                httpx2.delete, f"{a.url}/api/v1/posts/{created['id']}", headers=admin.headers
             )
             return await sse.events(3)
 
@@ -113,20 +108,20 @@ def test_an_event_from_instance_a_reaches_a_client_on_instance_b(
 
 
 def test_resume_with_last_event_id_gets_exactly_what_was_missed(
-    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account
+    start_server: Callable[..., Any], server_env: dict[str, str], admin: Account
 ) -> None:
     server = start_server(server_env)
 
     async def scenario() -> tuple[dict[str, str], list[dict[str, str]]]:
         async with httpx2.AsyncClient(timeout=10) as http:
-            async with subscribe(http, server.url, alice.headers) as sse:
-                await asyncio.to_thread(post, server.url, alice, "seen")
+            async with subscribe(http, server.url, admin.headers) as sse:
+                await asyncio.to_thread(post, server.url, admin, "seen")
                 (seen,) = await sse.events(1)
             for i in range(3):  # while disconnected
-                await asyncio.to_thread(post, server.url, alice, f"missed {i}")
-            async with subscribe(http, server.url, alice.headers, seen["id"]) as sse:
+                await asyncio.to_thread(post, server.url, admin, f"missed {i}")
+            async with subscribe(http, server.url, admin.headers, seen["id"]) as sse:
                 missed = await sse.events(3)
-                await asyncio.to_thread(post, server.url, alice, "live")
+                await asyncio.to_thread(post, server.url, admin, "live")
                 missed += await sse.events(1)
                 with pytest.raises(TimeoutError):  # and nothing twice
                     await sse.events(1, wait=1)
@@ -139,11 +134,11 @@ def test_resume_with_last_event_id_gets_exactly_what_was_missed(
 
 
 def test_last_event_id_older_than_the_stream_starts_at_the_oldest_and_says_so(
-    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account, redis_url: str
+    start_server: Callable[..., Any], server_env: dict[str, str], admin: Account, redis_url: str
 ) -> None:
     server = start_server(server_env)
     for i in range(5):
-        post(server.url, alice, f"p{i}")
+        post(server.url, admin, f"p{i}")
     client = redis.Redis.from_url(redis_url)
     client.xtrim(STREAM, maxlen=2, approximate=False)
     entries: Any = client.xrange(STREAM, count=1)
@@ -153,7 +148,7 @@ def test_last_event_id_older_than_the_stream_starts_at_the_oldest_and_says_so(
     async def scenario() -> list[dict[str, str]]:
         async with (
             httpx2.AsyncClient(timeout=10) as http,
-            subscribe(http, server.url, alice.headers, "1-0") as sse,
+            subscribe(http, server.url, admin.headers, "1-0") as sse,
         ):
             return [await sse.next() for _ in range(3)]
 
@@ -165,14 +160,14 @@ def test_last_event_id_older_than_the_stream_starts_at_the_oldest_and_says_so(
     assert '"title":"p4"' in second["data"]
 
 
-def test_user_created_is_an_event(client: TestClient, alice: Account) -> None:
-    with client.stream("GET", "/api/v1/events", headers=alice.headers) as response:
+def test_user_created_is_an_event(client: TestClient, admin: Account) -> None:
+    with client.stream("GET", "/api/v1/events", headers=admin.headers) as response:
         lines = response.iter_lines()
         assert next(lines).startswith("retry:")
         created = client.post(
             "/api/v1/users",
             json={"email": "new@example.com", "name": "New", "password": "long enough"},
-            headers=alice.headers,
+            headers=admin.headers,
         )
         assert created.status_code == 201
         received = [line for line in (next(lines) for _ in range(4)) if line]
@@ -181,8 +176,8 @@ def test_user_created_is_an_event(client: TestClient, alice: Account) -> None:
     assert '"email":"new@example.com"' in received[2]
 
 
-def test_bad_last_event_id_is_422(client: TestClient, alice: Account) -> None:
-    response = client.get("/api/v1/events", headers={**alice.headers, "Last-Event-ID": "yesterday"})
+def test_bad_last_event_id_is_422(client: TestClient, admin: Account) -> None:
+    response = client.get("/api/v1/events", headers={**admin.headers, "Last-Event-ID": "yesterday"})
     assert response.status_code == 422
 
 
@@ -191,17 +186,17 @@ def test_events_need_a_token(client: TestClient) -> None:
 
 
 def test_without_redis_posts_work_and_events_are_503(
-    settings: Settings, alice: Account, free_port: int
+    settings: Settings, admin: Account, free_port: int
 ) -> None:
     broken = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port}/0"})
     with TestClient(create_app(broken)) as client:
-        created = client.post("/api/v1/posts", json={"title": "still"}, headers=alice.headers)
+        created = client.post("/api/v1/posts", json={"title": "still"}, headers=admin.headers)
         assert created.status_code == 201
         assert (
-            client.get(f"/api/v1/posts/{created.json()['id']}", headers=alice.headers).status_code
+            client.get(f"/api/v1/posts/{created.json()['id']}", headers=admin.headers).status_code
             == 200
         )
-        events = client.get("/api/v1/events", headers=alice.headers)
+        events = client.get("/api/v1/events", headers=admin.headers)
         assert events.status_code == 503
         assert events.json()["code"] == "service_unavailable"
         assert events.headers["retry-after"]
@@ -224,14 +219,14 @@ def _redis_clients(redis_url: str) -> int:
 
 
 def test_connect_disconnect_cycles_leak_nothing(
-    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account, redis_url: str
+    start_server: Callable[..., Any], server_env: dict[str, str], admin: Account, redis_url: str
 ) -> None:
     server = start_server(server_env)
 
     async def cycles(count: int) -> None:
         async with httpx2.AsyncClient(timeout=10) as http:
             for _ in range(count):
-                async with subscribe(http, server.url, alice.headers):
+                async with subscribe(http, server.url, admin.headers):
                     pass
 
     asyncio.run(cycles(5))  # warm up pools
@@ -247,7 +242,7 @@ def test_connect_disconnect_cycles_leak_nothing(
 
 
 def test_sigterm_ends_open_streams_and_exits_in_time(
-    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account
+    start_server: Callable[..., Any], server_env: dict[str, str], admin: Account
 ) -> None:
     server = start_server({**server_env, "APICTL_SHUTDOWN_TIMEOUT": "5"})
 
@@ -261,8 +256,8 @@ def test_sigterm_ends_open_streams_and_exits_in_time(
     async def scenario() -> float:
         async with (
             httpx2.AsyncClient(timeout=10) as http,
-            subscribe(http, server.url, alice.headers) as one,
-            subscribe(http, server.url, alice.headers) as two,
+            subscribe(http, server.url, admin.headers) as one,
+            subscribe(http, server.url, admin.headers) as two,
         ):
             began = time.monotonic()
             server.process.send_signal(15)

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 Account = Any  # tests.conftest.Account
-
-
-@pytest.fixture
-def alice(make_account: Callable[..., Account]) -> Account:
-    return make_account("alice@example.com")
-
-
-@pytest.fixture
-def bob(make_account: Callable[..., Account]) -> Account:
-    return make_account("bob@example.com")
-
-
-@pytest.fixture
-def admin(make_account: Callable[..., Account]) -> Account:
-    return make_account("root@example.com", admin=True)
 
 
 def write(client: TestClient, who: Account, title: str = "Hello", body: str = "text") -> Any:

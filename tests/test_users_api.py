@@ -19,21 +19,6 @@ Account = Any  # tests.conftest.Account (conftest is not importable as a module)
 USER_FIELDS = {"id", "email", "name", "is_admin", "is_active", "created_at"}
 
 
-@pytest.fixture
-def admin(make_account: Callable[..., Account]) -> Account:
-    return make_account("root@example.com", admin=True)
-
-
-@pytest.fixture
-def alice(make_account: Callable[..., Account]) -> Account:
-    return make_account("alice@example.com")
-
-
-@pytest.fixture
-def bob(make_account: Callable[..., Account]) -> Account:
-    return make_account("bob@example.com")
-
-
 def new_user(**overrides: Any) -> dict[str, Any]:
     return {"email": "new@example.com", "name": "New", "password": "long enough", **overrides}
 
