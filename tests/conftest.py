@@ -103,21 +103,26 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no stray .env, and .apictl/ lands in the test's own directory
 
 
-@pytest.fixture
-def database_url(servers: Servers) -> Iterator[str]:
+@contextlib.contextmanager
+def _fresh_database(servers: Servers, template: str) -> Iterator[str]:
     name = f"apictl_test_{uuid.uuid4().hex[:12]}"
-    _admin(servers.postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    _admin(servers.postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     yield with_database(servers.postgres_url, name)
     _admin(servers.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(servers: Servers) -> Iterator[str]:
+    """A fully migrated database of this test's own, cloned from the template."""
+    with _fresh_database(servers, TEMPLATE_DB) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_database_url(servers: Servers) -> Iterator[str]:
     """A database with no schema at all (for migration tests)."""
-    name = f"apictl_empty_{uuid.uuid4().hex[:12]}"
-    _admin(servers.postgres_url, f'CREATE DATABASE "{name}" TEMPLATE template0')
-    yield with_database(servers.postgres_url, name)
-    _admin(servers.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _fresh_database(servers, "template0") as url:
+        yield url
 
 
 @pytest.fixture
