@@ -34,7 +34,7 @@ import redis
 from bench.report import write_reports
 from bench.seed import seed
 from service.config import load_settings
-from service.embedded import start_postgres, start_redis
+from service.embedded import detach, start_postgres, start_redis
 from service.events.bus import STREAM
 from service.migrations import Migrator
 
@@ -265,6 +265,7 @@ def main() -> None:
         "measurements": [asdict(m) for m in measurements],
     }
     write_reports(results, args.out, smoke=args.smoke)
+    detach(work / "data")  # stop the private embedded servers before deleting their files
     shutil.rmtree(work, ignore_errors=True)
 
 

