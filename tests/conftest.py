@@ -89,7 +89,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     Migrator(template).up()  # every test database starts fully migrated
     yield Servers(pg, rd)
     _admin(pg, f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
-    detach(data_dir)  # stop the embedded servers now rather than trusting interpreter exit
+    detach(data_dir)  # stop any embedded servers now rather than trusting interpreter exit
 
 
 @pytest.fixture(autouse=True)
