@@ -137,6 +137,8 @@ class _EmbeddedRedis:
         return self.url
 
     def detach(self) -> None:
+        if not self.dir.is_dir():  # already detached and its files deleted: nothing to do
+            return
         with self._locked():
             users = self._read_users() - {os.getpid()}
             self.users.write_text(json.dumps(sorted(users)))
