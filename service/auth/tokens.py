@@ -173,10 +173,12 @@ class Tokens:
             except (RedisError, OSError) as exc:
                 if self.cache.enabled:
                     log.warning("token cache off, checking tokens in the database: %s", exc)
+                await _close_quietly(pubsub)
             finally:
+                # No await here: on cancellation (shutdown) the task must end at once; the
+                # pool closing right after disconnects the subscriber's connection.
                 self.cache.enabled = False
                 self.cache.clear()
-                await _close_quietly(pubsub)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
