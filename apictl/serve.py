@@ -18,6 +18,7 @@ import uvicorn
 from apictl.output import console, fail
 from apictl.runtime import resolve_servers
 from service.config import Settings, env_name, load_settings, mask_url
+from service.http_protocol import LimitedHttpToolsProtocol
 from service.logs import configure_logging
 from service.schema import migration_ids, migrations_dir, pending_migrations
 
@@ -120,7 +121,7 @@ def serve(
         reload=reload,
         reload_dirs=["service"] if reload else None,
         loop="uvloop",
-        http="httptools",
+        http=LimitedHttpToolsProtocol,  # httptools, with deadlines and caps on headers
         log_config=None,
         access_log=False,
         proxy_headers=False,  # X-Forwarded-For is judged by the app against APICTL_TRUSTED_PROXIES

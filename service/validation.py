@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict
+
+MAX_JSON_DEPTH = 32
+INT64 = range(-(2**63), 2**63)
 
 
 def no_nul(value: str) -> str:
@@ -19,6 +23,65 @@ Text = Annotated[str, AfterValidator(no_nul)]
 
 # Request bodies refuse unknown fields, so a typo or a smuggled `is_admin` is an error.
 STRICT_BODY = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class JSONRefused(ValueError):
+    """A JSON body outside the limits every endpoint shares (SPEC 8), with the reason why."""
+
+
+def _int64(literal: str) -> int:
+    # checked on the literal, before int() meets a 100,000-digit number
+    if len(literal) > 20 or (value := int(literal)) not in INT64:
+        raise JSONRefused("integers must fit in 64 bits")
+    return value
+
+
+def _not_a_number(literal: str) -> None:
+    raise JSONRefused(f"{literal} is not valid JSON")
+
+
+def _check_tree(value: object, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise JSONRefused(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_tree(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_tree(item, depth + 1)
+    elif isinstance(value, str):
+        _check_text(value)
+
+
+def _check_text(value: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise JSONRefused("strings must be valid Unicode (a lone surrogate escape)") from None
+
+
+def check_json(body: bytes) -> None:
+    """Raise JSONRefused unless `body` is UTF-8 JSON within the shared limits.
+
+    The limits: nesting up to MAX_JSON_DEPTH, integers within 64 bits, no NaN/Infinity, no
+    lone surrogates (PostgreSQL could not store them). Anything else (syntax, fields) is left
+    to the endpoint's own parsing and validation.
+    """
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise JSONRefused("the body is not valid UTF-8") from None
+    try:
+        tree = json.loads(text, parse_int=_int64, parse_constant=_not_a_number)
+    except RecursionError:
+        raise JSONRefused(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except JSONRefused:
+        raise
+    except ValueError:
+        return  # a syntax error: the endpoint reports it with its position
+    _check_tree(tree, 1)
 
 
 def error_details(errors: Sequence[Any]) -> list[dict[str, str]]:

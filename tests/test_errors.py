@@ -40,9 +40,9 @@ async def conflict() -> None:
     raise Conflict("that email is taken")
 
 
-@pytest.fixture
-def api(settings: Settings) -> Iterator[TestClient]:
-    app = create_app(settings.model_copy(update={"max_body_bytes": 1024}))
+@pytest.fixture(params=[1024], ids=["1KiB-limit"])
+def api(settings: Settings, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"max_body_bytes": request.param}))
     app.include_router(probe)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
@@ -80,6 +80,50 @@ def test_invalid_utf8_is_422(api: TestClient) -> None:
     body = b'{"name": "\xff\xfe"}'
     response = api.post("/_test/items", content=body, headers={"content-type": "application/json"})
     assert_error(response, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"name": "x", "size": ' + b"[" * 100_000, "nested deeper than 32"),
+        (b'{"name": "x", "size": ' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper than 32"),
+        (b'{"name": "x", "size": 99999999999999999999999}', "64 bits"),
+        (b'{"name": "x", "size": 9223372036854775808}', "64 bits"),
+        (b'{"name": "x", "size": ' + b"9" * 100_000 + b"}", "64 bits"),
+        (b'{"name": "x", "size": NaN}', "NaN"),
+        (b'{"name": "\\ud800", "size": 1}', "surrogate"),
+        (b'{"name": "\xc3\x28", "size": 1}', "UTF-8"),
+    ],
+    ids=[
+        "100k-deep",
+        "33-deep",
+        "huge-int",
+        "int64-plus-one",
+        "100k-digits",
+        "nan",
+        "surrogate",
+        "bad-utf8",
+    ],
+)
+@pytest.mark.parametrize("api", [1024 * 1024], ids=["1MiB-limit"], indirect=True)
+def test_json_past_the_shared_limits_is_422(api: TestClient, body: bytes, reason: str) -> None:
+    response = api.post("/_test/items", content=body, headers={"content-type": "application/json"})
+    details = assert_error(response, 422, "validation_error")["details"]
+    assert reason in details[0]["message"]
+
+
+def test_json_at_the_limits_passes(api: TestClient) -> None:
+    nested = b"[" * 31 + b"]" * 31  # 32 levels with the object around it
+    response = api.post(
+        "/_test/items",
+        content=b'{"name": "\\ud83d\\ude00", "size": -9223372036854775808, "x": ' + nested + b"}",
+        headers={"content-type": "application/json"},
+    )
+    # the limits let it through; the model then refuses only the unknown field
+    details = assert_error(response, 422, "validation_error")["details"]
+    assert [d["field"] for d in details] == ["body.x"]
+    ok = api.post("/_test/items", json={"name": "\U0001f600", "size": 2**63 - 1})
+    assert ok.json() == {"name": "\U0001f600", "size": 2**63 - 1}
 
 
 def test_validation_details_name_each_field(api: TestClient) -> None:
