@@ -42,6 +42,15 @@ class _RuntimeCollector(Collector):
         yield GaugeMetricFamily(
             "apictl_db_pool_max", "Most database connections", value=runtime.settings.db_pool_max
         )
+        redis_in_use, redis_idle = _redis_pool(runtime)
+        yield GaugeMetricFamily(
+            "apictl_redis_pool_in_use",
+            "Redis connections in use (the event reader and token listener hold one each)",
+            value=redis_in_use,
+        )
+        yield GaugeMetricFamily(
+            "apictl_redis_pool_idle", "Idle Redis connections", value=redis_idle
+        )
         yield GaugeMetricFamily(
             "apictl_sse_subscribers",
             "Open event streams",
@@ -98,3 +107,14 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _redis_pool(runtime: Runtime) -> tuple[int, int]:
+    """(in use, idle) connections of the Redis client's pool."""
+    in_use = idle = 0
+    for count, attributes in runtime.redis.connection_pool.get_connection_count():
+        if "used" in attributes.values():
+            in_use += count
+        else:
+            idle += count
+    return in_use, idle
