@@ -64,9 +64,9 @@ class Rendered:
 def scaffold(apictl: Apictl, tmp_path: Path) -> Callable[..., Rendered]:
     """scaffold("--name", "shop"): render into a fresh folder, assert success."""
 
-    def run(*args: str, env: dict[str, str] | None = None) -> Rendered:
+    def run(*args: str) -> Rendered:
         out = tmp_path / "project"
-        result = apictl("scaffold", "deploy", "--out", str(out), *args, env=env)
+        result = apictl("scaffold", "deploy", "--out", str(out), *args)
         assert result.returncode == 0, result.stderr
         return Rendered(out, result.stdout)
 
@@ -295,6 +295,11 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_longest_name_leaves_a_valid_job_name(scaffold: Callable[..., Rendered]) -> None:
+    job = scaffold("--name", "a" * 55).manifests()["Job"]
+    assert len(job["metadata"]["name"]) == 63  # the limit of a DNS-1123 label
 
 
 def test_help_says_what_it_writes(apictl: Apictl) -> None:
