@@ -1,0 +1,10 @@
+"""`apictl scaffold`: generate code and deployment files from templates/."""
+
+from __future__ import annotations
+
+import typer
+
+from apictl.scaffold.deploy import deploy
+
+app = typer.Typer(help="Generate code and deployment files from templates/.", no_args_is_help=True)
+app.command()(deploy)

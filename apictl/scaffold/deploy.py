@@ -1,0 +1,168 @@
+"""`apictl scaffold deploy`: a Dockerfile and Kubernetes manifests that match the settings.
+
+Every `templates/deploy/**/*.tmpl` is rendered with string.Template to the same path under the
+project folder, without its `.tmpl` suffix. Nothing is written while any target exists, unless
+--force.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from string import Template
+from typing import Annotated
+
+import typer
+
+from apictl import __version__
+from apictl.output import console, fail
+from service.bundled import bundled_dir
+from service.config import SECRET_FIELDS, Settings, env_name, load_settings
+
+# A DNS-1123 label short enough that the Job's `NAME-migrate` still is one (63 characters).
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,53}[a-z0-9])?")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
+PRESTOP_SECONDS = 5  # long enough for the Service's endpoints to drop a terminating pod
+GRACE_MARGIN_SECONDS = 5  # after the drain, before the kubelet's SIGKILL
+# What a pod runs with, whatever the settings of the machine that renders the manifests.
+_PRODUCTION = {"env": "production", "host": "0.0.0.0", "log_format": "json"}
+# Not in the ConfigMap: the URLs are in the Secret; the embedded servers' data and a local
+# migrations folder have no place in the image (its migrations ship inside the wheel).
+_NOT_IN_CONFIGMAP = {*SECRET_FIELDS, "data_dir", "migrations_dir"}
+
+
+def deploy(
+    out: Annotated[Path, typer.Option(file_okay=False, help="Project folder to write into")] = Path(
+        "."
+    ),
+    name: Annotated[
+        str, typer.Option(help="Name of the Kubernetes objects, a DNS-1123 label: my-api")
+    ] = "apictl",
+    image: Annotated[
+        str | None, typer.Option(help="Image the manifests run (default: NAME:VERSION)")
+    ] = None,
+    replicas: Annotated[int, typer.Option(min=1, help="Fewest pods (autoscaler minimum)")] = 2,
+    max_replicas: Annotated[
+        int | None,
+        typer.Option(min=1, help="Most pods the autoscaler may run (default: 2 x --replicas)"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist")] = False,
+) -> None:
+    """Write a Dockerfile, .dockerignore and Kubernetes manifests (deploy/k8s/) for the service.
+
+    The Dockerfile builds the project's wheel in one stage and runs it as a non-root user in
+    the next, with `apictl check health` as its HEALTHCHECK. deploy/k8s/ gets a ConfigMap of
+    every non-secret setting (as read now from the environment and .env, set for production),
+    a Deployment with liveness and readiness probes and a graceful stop, a Service, a migration
+    Job, a HorizontalPodAutoscaler, and secret.yaml.example: the Secret holding DATABASE_URL
+    and REDIS_URL that you create.
+
+    Exit 1, writing nothing, when any of these files exists (unless --force); 2 on bad input.
+    """
+    image = image or f"{name}:{__version__}"
+    max_replicas = max_replicas or 2 * replicas
+    _check_input(name, image, replicas, max_replicas)
+    values = _template_values(
+        _settings(), name=name, image=image, replicas=replicas, max_replicas=max_replicas
+    )
+    files = {out / path: text for path, text in render(values).items()}
+    clashes = [path for path in files if path.exists()]
+    if clashes and not force:
+        fail(
+            f"{len(clashes)} file(s) already exist; nothing written:\n  "
+            + "\n  ".join(map(str, clashes)),
+            hint="run again with --force to overwrite them",
+        )
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        console.print(f"{'overwrote' if path in clashes else 'created'} {path}", soft_wrap=True)
+    console.print(
+        f"next:\n  docker build -t {image} {out}\n"
+        f"  kubectl create secret generic {name}-secrets"
+        " --from-literal=DATABASE_URL=postgresql://... --from-literal=REDIS_URL=redis://...\n"
+        f"  kubectl apply -f {out / 'deploy' / 'k8s'}",
+        soft_wrap=True,
+    )
+
+
+def _check_input(name: str, image: str, replicas: int, max_replicas: int) -> None:
+    if not _NAME.fullmatch(name):
+        fail(
+            f"invalid name {name!r}",
+            hint="use a DNS-1123 label: 1 to 55 of a-z, 0-9 and '-', not starting or ending"
+            " with '-'",
+            code=2,
+        )
+    if not _IMAGE.fullmatch(image):
+        fail(
+            f"invalid image {image!r}",
+            hint="use an image reference such as registry.example.com/api:1.0",
+            code=2,
+        )
+    if max_replicas < replicas:
+        fail(f"--max-replicas {max_replicas} is below --replicas {replicas}", code=2)
+
+
+def _settings() -> Settings:
+    """The settings of this machine, read as development: production would demand
+    DATABASE_URL and REDIS_URL here, but the pods take theirs from the cluster's Secret."""
+    return load_settings(env="development")
+
+
+def _template_values(
+    settings: Settings, *, name: str, image: str, replicas: int, max_replicas: int
+) -> dict[str, object]:
+    """What the deploy templates may use: `$name`, `$port`, `$grace_period`, ..."""
+    return {
+        "name": name,
+        "image": image,
+        "replicas": replicas,
+        "max_replicas": max_replicas,
+        "port": settings.port,
+        "shutdown_timeout": f"{settings.shutdown_timeout:g}",
+        "prestop_seconds": PRESTOP_SECONDS,
+        "grace_period": PRESTOP_SECONDS
+        + math.ceil(settings.shutdown_timeout)
+        + GRACE_MARGIN_SECONDS,
+        # /ready answers within the pool's acquire timeout (its other checks take at most 2 s)
+        "ready_timeout": math.ceil(settings.db_acquire_timeout) + 2,
+        "db_pool_max": settings.db_pool_max,
+        "max_connections": max_replicas * settings.db_pool_max,
+        "config_data": _config_map_data(settings),
+    }
+
+
+def _config_map_data(settings: Settings) -> str:
+    """The ConfigMap's `data:` lines: every non-secret setting as a pod in production needs it."""
+    return "\n".join(
+        f"  {env_name(field)}: "
+        + json.dumps(_env_text(_PRODUCTION.get(field, getattr(settings, field))))
+        for field in Settings.model_fields
+        if field not in _NOT_IN_CONFIGMAP
+    )
+
+
+def _env_text(value: object) -> str:
+    """`value` written as its environment variable would be."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, float):
+        return f"{value:g}"  # 3, not 3.0
+    return str(value)
+
+
+def render(values: Mapping[str, object]) -> dict[Path, str]:
+    """Every deploy template rendered, by its path relative to the project folder."""
+    root = bundled_dir("templates") / "deploy"
+    return {
+        template.relative_to(root).with_suffix(""): Template(template.read_text()).substitute(
+            values
+        )
+        for template in sorted(root.rglob("*.tmpl"))
+    }
