@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         examples=["redis://redis:6379/0"],
     )
 
+    @field_validator("env", "log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        """APICTL_LOG_LEVEL=DEBUG and APICTL_ENV=Production mean what they say."""
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
