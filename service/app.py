@@ -24,7 +24,13 @@ from service.access_log import AccessLog
 from service.auth import routes as auth_routes
 from service.config import Settings, load_settings
 from service.context import current_request_id
-from service.errors import AppError, ValidationFailed, error_body, error_for_status
+from service.errors import (
+    ERROR_RESPONSES,
+    AppError,
+    ValidationFailed,
+    error_body,
+    error_for_status,
+)
 from service.events import routes as event_routes
 from service.health import routes as health
 from service.logs import configure_logging
@@ -84,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         event_routes.router,
         health.router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     # add_middleware wraps outward: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import orjson
+from pydantic import BaseModel
 from starlette.types import Send
 
 from service.context import current_request_id
@@ -106,6 +107,30 @@ _BY_STATUS: dict[int, type[AppError]] = {
 def error_for_status(status: int, message: str | None = None) -> AppError:
     """The AppError matching an HTTP status raised by the framework (404, 405, ...)."""
     return _BY_STATUS.get(status, InternalError)(message)
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    type: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The unified error body, as the OpenAPI document describes it."""
+
+    error: str
+    code: str
+    request_id: str
+    details: list[ErrorDetail] | None = None
+
+
+# Every status an API route may answer with besides its own success, for the OpenAPI document
+# (clients and schemathesis learn the error body from it).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": cls.message}
+    for status, cls in sorted(_BY_STATUS.items())
+    if status != 405  # a method a route does not have is not an operation of it
+}
 
 
 def error_body(error: AppError, request_id: str) -> bytes:
