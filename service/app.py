@@ -92,7 +92,9 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router, responses=ERROR_RESPONSES)
     # add_middleware wraps outward: the last added runs first.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout
+    )
     app.add_middleware(
         WhenHeader,
         header=b"accept-encoding",

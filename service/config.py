@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1, description="largest request body accepted", examples=[1048576]
     )
+    body_timeout: float = Field(
+        30.0, gt=0, description="seconds to receive a request body (then 408)", examples=[30]
+    )
     db_pool_min: int = Field(5, ge=0, description="connections kept open", examples=[5])
     db_pool_max: int = Field(20, ge=1, description="most connections per process", examples=[20])
     db_acquire_timeout: float = Field(

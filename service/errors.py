@@ -6,6 +6,7 @@
     ├── Forbidden                 403 forbidden
     ├── NotFound                  404 not_found
     ├── MethodNotAllowed          405 method_not_allowed
+    ├── RequestTimeout            408 request_timeout
     ├── Conflict                  409 conflict
     ├── PayloadTooLarge           413 payload_too_large
     ├── UnsupportedMediaType      415 unsupported_media_type
@@ -69,6 +70,10 @@ class MethodNotAllowed(AppError):
     status, code, message = 405, "method_not_allowed", "method not allowed"
 
 
+class RequestTimeout(AppError):
+    status, code, message = 408, "request_timeout", "the request did not arrive in time"
+
+
 class Conflict(AppError):
     status, code, message = 409, "conflict", "conflict"
 
@@ -98,7 +103,8 @@ class InternalError(AppError):
 _BY_STATUS: dict[int, type[AppError]] = {
     cls.status: cls
     for cls in (
-        ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
+        ValidationFailed, Unauthorized, Forbidden, NotFound, MethodNotAllowed, RequestTimeout,
+        Conflict,
         PayloadTooLarge, UnsupportedMediaType, RateLimited, ServiceUnavailable, InternalError,
     )
 }  # fmt: skip

@@ -213,3 +213,29 @@ def test_memory_stays_bounded_and_nothing_is_5xx(server: RunningServer, alice: A
     grown = process.memory_info().rss - before
     assert all(400 <= status < 500 or status == 200 for status in statuses), statuses
     assert grown < 50 * MIB, f"RSS grew {grown / MIB:.1f} MiB over {len(statuses)} requests"
+
+
+def test_slow_body_is_408_after_the_body_timeout(
+    start_server: Callable[..., RunningServer], server_env: dict[str, str], alice: Account
+) -> None:
+    server = start_server({**server_env, "APICTL_BODY_TIMEOUT": "2"})
+    with _connect(server) as sock:
+        sock.sendall(
+            b"POST /api/v1/posts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"authorization: Bearer " + alice.token.encode() + b"\r\n"
+            b"content-length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        sock.settimeout(0.5)
+        response = b""
+        while not response and time.monotonic() - started < 10:
+            sock.sendall(b" ")  # a byte now and then: never the whole body
+            try:
+                response = sock.recv(65536, socket.MSG_PEEK)
+            except TimeoutError:
+                continue
+        sock.settimeout(5)
+        status, _, body = _read_response(sock)
+    assert status == 408
+    _json_error(status, body, "request_timeout")
+    assert 2 <= time.monotonic() - started < 4
