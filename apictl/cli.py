@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from apictl import __version__, check, migrate, token, user
+from apictl import __version__, check, introspect, migrate, token, user
 from apictl.output import print_error
 from apictl.serve import serve
 from service.config import ConfigError
@@ -27,6 +27,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command()(serve)
+app.command()(introspect.routes)
+app.command()(introspect.openapi)
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
