@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from apictl import __version__, check, introspect, migrate, token, user
+from apictl import __version__, check, db, introspect, migrate, token, user
 from apictl.output import print_error
 from apictl.serve import serve
 from service.config import ConfigError
@@ -33,6 +33,7 @@ app.add_typer(migrate.app, name="migrate")
 app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(check.app, name="check")
+app.add_typer(db.app, name="db")
 
 
 def _version(value: bool) -> None:
