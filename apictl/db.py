@@ -40,9 +40,10 @@ def shell(
     The embedded PostgreSQL stays up while psql runs. Exit 1 if psql is missing or fails.
     """
     executable = _find_psql(psql)
-    settings = resolve_servers(load_settings())
-    assert settings.database_url is not None
-    target, password = _without_password(settings.database_url)
+    settings = load_settings()
+    url = settings.database_url or resolve_servers(settings).database_url
+    assert url is not None
+    target, password = _without_password(url)
     env = {**os.environ, "PGPASSWORD": password} if password else None
     # Ctrl-C belongs to psql (it cancels the query); this process waits, holding the embedded
     # server for it. A Python handler, unlike SIG_IGN, is not inherited by psql.
