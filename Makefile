@@ -9,4 +9,4 @@ serve:
 test:
 	$(PY)/pytest
 lint:
-	$(PY)/ruff check . && $(PY)/ruff format --check . && $(PY)/mypy
+	$(PY)/ruff check . && $(PY)/ruff format --check . && $(PY)/mypy && $(PY)/apictl migrate lint

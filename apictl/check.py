@@ -1,11 +1,13 @@
-"""`apictl check`: probe a running service, validate configuration."""
+"""`apictl check`: probe a running service, validate configuration, judge production readiness."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx2 as httpx
 import typer
+from rich.markup import escape
 
 from apictl.output import console, fail, print_error, print_json, print_table
 from service.config import (
@@ -18,7 +20,13 @@ from service.config import (
     setting_sources,
 )
 
-app = typer.Typer(help="Probe a running service and validate configuration.", no_args_is_help=True)
+if TYPE_CHECKING:  # imported by `deploy` itself: it loads psycopg and yoyo
+    from service.deploy_checks import Finding
+
+app = typer.Typer(
+    help="Probe a running service, validate configuration, judge production readiness.",
+    no_args_is_help=True,
+)
 
 EXIT_UNHEALTHY, EXIT_UNREACHABLE = 1, 2
 
@@ -123,3 +131,55 @@ def _display(settings: Settings, field: str) -> str:
     if isinstance(value, list):
         return ",".join(value)
     return "" if value is None else str(value)
+
+
+@app.command("deploy")
+def deploy(
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Server processes sharing the database, in all: workers x replicas"
+        ),
+    ] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Production-readiness findings (error, warning, info), like Django's check --deploy.
+
+    Run it with the deployment's environment. Checks: APICTL_ENV, embedded servers, CORS '*',
+    debug and console logs, weak or missing passwords, the database pool against the server's
+    max_connections, pending migrations and drift, Redis reachable. Exit 1 if any error.
+    """
+    from service.deploy_checks import config_findings, deploy_findings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        findings = config_findings(exc.problems)
+    else:
+        findings = deploy_findings(settings, workers)
+    if as_json:
+        print_json([asdict(f) for f in findings])
+    else:
+        _print_findings(findings)
+    if any(f.severity == "error" for f in findings):
+        raise typer.Exit(1)
+
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def _print_findings(findings: list[Finding]) -> None:
+    rows = [
+        (f"[{_SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.id, escape(f.message), escape(f.hint))
+        for f in findings
+    ]
+    print_table("deploy checks", ["severity", "check", "finding", "hint"], rows)
+    counts = {s: sum(f.severity == s for f in findings) for s in _SEVERITY_STYLE}
+    if counts["error"]:
+        console.print(
+            f"[bold red]not ready:[/] {counts['error']} error(s), {counts['warning']} warning(s)"
+        )
+    elif counts["warning"]:
+        console.print(f"[yellow]{counts['warning']} warning(s)[/], no errors")
+    else:
+        console.print("[green]ready for production[/]")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from apictl import __version__, check, migrate, scaffold, token, user
+from apictl import __version__, check, db, introspect, migrate, scaffold, token, user
 from apictl.output import print_error
 from apictl.serve import serve
 from service.config import ConfigError
@@ -27,11 +27,14 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command()(serve)
+app.command()(introspect.routes)
+app.command()(introspect.openapi)
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(check.app, name="check")
 app.add_typer(scaffold.app, name="scaffold")
+app.add_typer(db.app, name="db")
 
 
 def _version(value: bool) -> None:

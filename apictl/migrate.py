@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.syntax import Syntax
 
@@ -16,9 +19,10 @@ from apictl.output import console, fail, print_json, print_table
 from apictl.runtime import resolve_servers
 from service.bundled import bundled_dir, is_source_checkout
 from service.config import load_settings
-from service.schema import migration_ids
+from service.schema import migration_ids, migrations_dir
 
 if TYPE_CHECKING:  # the machinery itself is imported by the commands that use it (see migrator)
+    from service.migration_lint import Finding
     from service.migrations import MigrationStatus, Migrator, PlannedStep, StepCallback
 
 app = typer.Typer(
@@ -176,3 +180,53 @@ def new(
         target = directory / f"{mid}{suffix}"
         target.write_text(text.substitute(id=mid, name=name, depends=previous))
         console.print(f"created {target}")
+
+
+@app.command()
+def lint(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            exists=True,
+            help="Migration files or folders (default: the configured migrations folder)",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Flag risky PostgreSQL migration SQL before it reaches a database. Exit 1 on findings.
+
+    index-not-concurrent: CREATE INDEX without CONCURRENTLY on a table the migration did not
+    create (writes wait for the whole build). not-null-without-default: ADD COLUMN ... NOT NULL
+    without a DEFAULT (fails on a table with rows). enum-value-in-transaction and
+    concurrently-in-transaction: ALTER TYPE ... ADD VALUE, or CONCURRENTLY, without
+    `-- transactional: false`. missing-rollback: no NNNN_name.rollback.sql beside it.
+    """
+    from service.migration_lint import lint_migration, migration_files
+
+    paths = migration_files(files or [migrations_dir(load_settings())])
+    findings = [finding for path in paths for finding in lint_migration(path)]
+    if as_json:
+        print_json([{**asdict(f), "path": _shown(f.path)} for f in findings])
+    else:
+        _print_findings(findings, checked=len(paths))
+    if findings:
+        raise typer.Exit(1)
+
+
+def _print_findings(findings: list[Finding], checked: int) -> None:
+    for f in findings:
+        console.print(
+            f"{escape(_shown(f.path))}:{f.line}: [bold red]{f.rule}[/] {escape(f.message)}\n"
+            f"  [dim]hint:[/] {escape(f.hint)}",
+            soft_wrap=True,
+        )
+    if findings:
+        console.print(f"[red]{len(findings)} problem(s)[/] in {checked} migration file(s)")
+    else:
+        console.print(f"[green]{checked} migration file(s) checked: no problems[/]")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is inside it."""
+    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)

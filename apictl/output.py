@@ -17,9 +17,14 @@ console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
 
+def json_bytes(data: Any) -> bytes:
+    """Machine output: indented JSON, newline-terminated (datetimes and paths as strings)."""
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str) + b"\n"
+
+
 def print_json(data: Any) -> None:
-    """Machine output: indented JSON on stdout."""
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    """Machine output on stdout."""
+    sys.stdout.write(json_bytes(data).decode())
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

