@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from apictl import __version__, check, migrate, token, user
+from apictl import __version__, check, migrate, scaffold, token, user
 from apictl.output import print_error
 from apictl.serve import serve
 from service.config import ConfigError
@@ -31,6 +31,7 @@ app.add_typer(migrate.app, name="migrate")
 app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(check.app, name="check")
+app.add_typer(scaffold.app, name="scaffold")
 
 
 def _version(value: bool) -> None:
