@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from string import Template
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,9 +16,10 @@ from rich.syntax import Syntax
 
 from apictl.output import console, fail, print_json, print_table
 from apictl.runtime import resolve_servers
+from apictl.templating import migration_files, next_migration, write_files
 from service.bundled import bundled_dir, is_source_checkout
 from service.config import load_settings
-from service.schema import migration_ids, migrations_dir
+from service.schema import migrations_dir
 
 if TYPE_CHECKING:  # the machinery itself is imported by the commands that use it (see migrator)
     from service.migration_lint import Finding
@@ -170,15 +170,9 @@ def new(
             hint="set APICTL_MIGRATIONS_DIR to your project's migrations folder",
         )
     directory = settings.migrations_dir or bundled_dir("migrations")
-    existing = migration_ids(directory)
-    number = max((int(i.split("_", 1)[0]) for i in existing if i[:4].isdigit()), default=0) + 1
-    mid = f"{number:04d}_{name}"
-    previous = existing[-1] if existing else ""
-    templates = bundled_dir("templates") / "migration"
-    for suffix in (".sql", ".rollback.sql"):
-        text = Template((templates / f"migration{suffix}.tmpl").read_text())
-        target = directory / f"{mid}{suffix}"
-        target.write_text(text.substitute(id=mid, name=name, depends=previous))
+    files = migration_files(directory, *next_migration(directory, name))
+    write_files(files)
+    for target in files:
         console.print(f"created {target}")
 
 
@@ -202,9 +196,9 @@ def lint(
     concurrently-in-transaction: ALTER TYPE ... ADD VALUE, or CONCURRENTLY, without
     `-- transactional: false`. missing-rollback: no NNNN_name.rollback.sql beside it.
     """
-    from service.migration_lint import lint_migration, migration_files
+    from service.migration_lint import lint_migration, sql_files
 
-    paths = migration_files(files or [migrations_dir(load_settings())])
+    paths = sql_files(files or [migrations_dir(load_settings())])
     findings = [finding for path in paths for finding in lint_migration(path)]
     if as_json:
         print_json([{**asdict(f), "path": _shown(f.path)} for f in findings])

@@ -17,6 +17,12 @@ def bundled_dir(name: str) -> Path:
     return packaged if packaged.is_dir() else _PACKAGE.parent / name
 
 
+def checkout_root() -> Path | None:
+    """The repository root when running from a source checkout (editable install); None in a
+    wheel, whose service/ is not the user's to edit."""
+    return None if (_PACKAGE / "_data").is_dir() else _PACKAGE.parent
+
+
 def is_source_checkout() -> bool:
     """True when running from the repository (editable install) rather than a wheel."""
-    return not (_PACKAGE / "_data").is_dir()
+    return checkout_root() is not None

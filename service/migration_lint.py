@@ -55,7 +55,7 @@ class Finding:
     hint: str
 
 
-def migration_files(paths: Iterable[Path]) -> list[Path]:
+def sql_files(paths: Iterable[Path]) -> list[Path]:
     """The .sql files among `paths`, folders expanded to the .sql files in them, sorted."""
     files: list[Path] = []
     for path in paths:

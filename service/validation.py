@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, ConfigDict
+from pydantic import AfterValidator, ConfigDict, Field, Strict
 
 MAX_JSON_DEPTH = 32
 INT64 = range(-(2**63), 2**63)
@@ -20,6 +20,10 @@ def no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(no_nul)]
+
+# A PostgreSQL bigint: a JSON integer beyond 64 bits is invalid input, never an overflow in the
+# database; strict, so true, 1.0 and "1" are not integers.
+BigInt = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
 
 # Request bodies refuse unknown fields, so a typo or a smuggled `is_admin` is an error.
 STRICT_BODY = ConfigDict(extra="forbid", str_strip_whitespace=False)

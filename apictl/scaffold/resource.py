@@ -1,0 +1,74 @@
+"""`apictl scaffold resource`: a CRUD resource, from its migration to its tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from apictl.output import console, fail
+from apictl.scaffold.checkout import Checkout, plan_resource
+from apictl.scaffold.fields import ScaffoldError
+from apictl.templating import write_files
+from service.bundled import checkout_root
+from service.config import load_settings
+from service.schema import migrations_dir
+
+
+def resource(
+    name: Annotated[
+        str,
+        typer.Argument(help="Plural, snake_case: the table, service/NAME/ and /api/v1/NAME."),
+    ],
+    fields: Annotated[
+        list[str],
+        typer.Argument(
+            help="NAME:TYPE, or NAME:TYPE? when optional. TYPE: str[:N] (N defaults to 200), "
+            "text, int, bool, datetime, uuid, ref:<table> (users, posts or a scaffolded one).",
+            show_default=False,
+        ),
+    ],
+    singular: Annotated[
+        str | None,
+        typer.Option(help="The singular, where the derived one is wrong (statuses: status)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite files that exist (a previous scaffold).")
+    ] = False,
+) -> None:
+    """Generate a CRUD resource: its migration, service/NAME/ and tests/test_NAME.py.
+
+    Example: apictl scaffold resource notes title:str:120 body:text 'due:datetime?' post:ref:posts
+
+    The service serves /api/v1/NAME with no edit; only the owner or an admin changes a row.
+
+    Exit 2: an invalid name or field, or NAME is taken. Exit 1: files exist (see --force).
+    """
+    root = checkout_root()
+    if root is None:
+        fail(
+            "scaffold resource writes service/ and tests/ of a source checkout; "
+            "this apictl is an installed package",
+            hint="run it from a clone of the project, installed with pip install -e .",
+        )
+    checkout = Checkout(root, migrations_dir(load_settings()))
+    try:
+        files = plan_resource(checkout, name, fields, singular)
+    except ScaffoldError as exc:
+        fail(str(exc), hint="see apictl scaffold resource --help", code=2)
+    existing = [path for path in files if path.exists()]
+    if existing and not force:
+        fail(
+            "these files exist: " + ", ".join(_shown(path) for path in existing),
+            hint="--force overwrites them",
+        )
+    write_files(files)
+    for path in files:
+        console.print(f"{'overwrote' if path in existing else 'created'} {_shown(path)}")
+    console.print(f"next: apictl migrate, then pytest tests/test_{name}.py")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is inside it."""
+    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
