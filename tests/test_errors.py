@@ -83,33 +83,29 @@ def test_invalid_utf8_is_422(api: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "reason"),
+    ("body", "reason", "field"),
     [
-        (b'{"name": "x", "size": ' + b"[" * 100_000, "nested deeper than 32"),
-        (b'{"name": "x", "size": ' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper than 32"),
-        (b'{"name": "x", "size": 99999999999999999999999}', "64 bits"),
-        (b'{"name": "x", "size": 9223372036854775808}', "64 bits"),
-        (b'{"name": "x", "size": ' + b"9" * 100_000 + b"}", "64 bits"),
-        (b'{"name": "x", "size": NaN}', "NaN"),
-        (b'{"name": "\\ud800", "size": 1}', "surrogate"),
-        (b'{"name": "\xc3\x28", "size": 1}', "UTF-8"),
+        (b'{"name": "x", "size": ' + b"[" * 100_000, "nested deeper than 32", "body"),
+        (b'{"name": "x", "size": ' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper than 32",
+         "body.size" + ".0" * 31),
+        (b'{"name": "x", "size": 99999999999999999999999}', "64 bits", "body.size"),
+        (b'{"name": "x", "size": [1, 9223372036854775808]}', "64 bits", "body.size.1"),
+        (b'{"name": "x", "size": ' + b"9" * 100_000 + b"}", "64 bits", "body"),
+        (b'{"name": "x", "size": NaN}', "NaN", "body"),
+        (b'{"name": "\\ud800", "size": 1}', "surrogate", "body.name"),
+        (b'{"name": "\xc3\x28", "size": 1}', "UTF-8", "body"),
     ],
-    ids=[
-        "100k-deep",
-        "33-deep",
-        "huge-int",
-        "int64-plus-one",
-        "100k-digits",
-        "nan",
-        "surrogate",
-        "bad-utf8",
-    ],
-)
+    ids=["100k-deep", "33-deep", "huge-int", "int64-plus-one", "100k-digits", "nan", "surrogate",
+         "bad-utf8"],
+)  # fmt: skip
 @pytest.mark.parametrize("api", [1024 * 1024], ids=["1MiB-limit"], indirect=True)
-def test_json_past_the_shared_limits_is_422(api: TestClient, body: bytes, reason: str) -> None:
+def test_json_past_the_shared_limits_is_422(
+    api: TestClient, body: bytes, reason: str, field: str
+) -> None:
     response = api.post("/_test/items", content=body, headers={"content-type": "application/json"})
     details = assert_error(response, 422, "validation_error")["details"]
     assert reason in details[0]["message"]
+    assert details[0]["field"] == field
 
 
 def test_json_at_the_limits_passes(api: TestClient) -> None:

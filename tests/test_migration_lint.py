@@ -132,7 +132,9 @@ def test_without_files_the_configured_folder_is_linted_for_humans(
 
 
 def test_a_missing_file_is_a_usage_error(apictl: Apictl, tmp_path: Path) -> None:
-    result = apictl("migrate", "lint", str(tmp_path / "0004_nothing.sql"))
+    result = apictl(
+        "migrate", "lint", str(tmp_path / "0004_nothing.sql"), env={**os.environ, "COLUMNS": "400"}
+    )
     assert result.returncode == 2
     assert "does not exist" in result.stderr
 

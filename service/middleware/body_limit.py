@@ -70,7 +70,7 @@ class BodyLimitMiddleware:
             try:
                 check_json(body)
             except JSONRefused as exc:
-                details = [{"field": "body", "message": str(exc), "type": "json_invalid"}]
+                details = [{"field": exc.field, "message": str(exc), "type": "json_invalid"}]
                 await send_error(send, ValidationFailed(details=details))
                 return
         await self.app(scope, _replay(body, receive), send)
