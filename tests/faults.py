@@ -78,9 +78,12 @@ class PrivatePostgres:
     def start(self) -> None:
         self._ctl("-w", "-t", "30", "start")
 
-    def restart_immediately(self) -> None:
-        """A crash and a restart: every backend dies mid-statement, then crash recovery."""
-        self._ctl("-w", "-t", "30", "-m", "immediate", "restart")
+    def crash_and_restart(self, downtime: float) -> None:
+        """`-m immediate` (every backend dies mid-statement), down for `downtime` seconds,
+        then started again through crash recovery."""
+        self._ctl("-w", "-m", "immediate", "stop")
+        time.sleep(downtime)
+        self.start()
 
     def processes(self) -> list[psutil.Process]:
         pid = int((self.data / "postmaster.pid").read_text().split()[0])

@@ -121,7 +121,7 @@ def test_database_killed_and_restarted_under_load(
                 " WHERE application_name = 'apictl'",
             )
             await asyncio.sleep(2)
-        await asyncio.to_thread(private_pg.restart_immediately)
+        await asyncio.to_thread(private_pg.crash_and_restart, 2)
         fault_over = time.monotonic()
         await asyncio.sleep(8)
         load.stop()
