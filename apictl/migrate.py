@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.syntax import Syntax
 
-from apictl.output import console, fail, print_json, print_table
+from apictl.output import console, fail, print_json, print_table, shown_path
 from apictl.runtime import resolve_servers
 from apictl.templating import migration_files, next_migration, write_files
 from service.bundled import bundled_dir, is_source_checkout
@@ -170,10 +170,7 @@ def new(
             hint="set APICTL_MIGRATIONS_DIR to your project's migrations folder",
         )
     directory = settings.migrations_dir or bundled_dir("migrations")
-    files = migration_files(directory, *next_migration(directory, name))
-    write_files(files)
-    for target in files:
-        console.print(f"created {target}")
+    write_files(migration_files(directory, *next_migration(directory, name)))
 
 
 @app.command()
@@ -201,7 +198,7 @@ def lint(
     paths = sql_files(files or [migrations_dir(load_settings())])
     findings = [finding for path in paths for finding in lint_migration(path)]
     if as_json:
-        print_json([{**asdict(f), "path": _shown(f.path)} for f in findings])
+        print_json([{**asdict(f), "path": shown_path(f.path)} for f in findings])
     else:
         _print_findings(findings, checked=len(paths))
     if findings:
@@ -211,7 +208,7 @@ def lint(
 def _print_findings(findings: list[Finding], checked: int) -> None:
     for f in findings:
         console.print(
-            f"{escape(_shown(f.path))}:{f.line}: [bold red]{f.rule}[/] {escape(f.message)}\n"
+            f"{escape(shown_path(f.path))}:{f.line}: [bold red]{f.rule}[/] {escape(f.message)}\n"
             f"  [dim]hint:[/] {escape(f.hint)}",
             soft_wrap=True,
         )
@@ -219,8 +216,3 @@ def _print_findings(findings: list[Finding], checked: int) -> None:
         console.print(f"[red]{len(findings)} problem(s)[/] in {checked} migration file(s)")
     else:
         console.print(f"[green]{checked} migration file(s) checked: no problems[/]")
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the working directory when it is inside it."""
-    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)

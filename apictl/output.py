@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import orjson
@@ -55,3 +56,8 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print the error (and a hint), then exit with `code`."""
     print_error(message, hint)
     raise typer.Exit(code)
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the working directory when it is inside it."""
+    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from string import Template
 
+from apictl.output import console, fail, shown_path
 from service.bundled import bundled_dir
 from service.schema import migration_ids
 
@@ -40,8 +41,18 @@ def migration_files(
     }
 
 
-def write_files(files: Mapping[Path, str]) -> None:
-    """Write every file, creating folders as needed."""
+def write_files(files: Mapping[Path, str], *, force: bool = False) -> None:
+    """Write every file (folders as needed) and say so. When any exists, write nothing and
+    exit 1, unless `force`."""
+    existing = [path for path in files if path.exists()]
+    if existing and not force:
+        fail(
+            f"{len(existing)} file(s) already exist; nothing written:\n  "
+            + "\n  ".join(map(shown_path, existing)),
+            hint="run again with --force to overwrite them",
+        )
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+        verb = "overwrote" if path in existing else "created"
+        console.print(f"{verb} {shown_path(path)}", soft_wrap=True)

@@ -2,9 +2,14 @@
 
 uvicorn puts no deadline on request headers (a "slowloris" client sending a byte now and then
 holds its connection for ever) and httptools no cap on their size. Here headers must arrive
-within HEADER_TIMEOUT of the connection or of the request's first byte, and weigh at most
-MAX_HEADER_BYTES; otherwise the client gets a 408 or 431 in the unified error body and the
-connection is closed. Protocol errors answer 400 in the same body rather than plain text.
+within HEADER_TIMEOUT of the connection, or of the first packet of a request that did not
+carry them all, and weigh at most MAX_HEADER_BYTES; otherwise the client gets a 408 or 431 in
+the unified error body and the connection is closed. Protocol errors answer 400 in the same
+body rather than plain text.
+
+It costs a request nothing when its headers come in one packet (the usual case): no timer,
+no per-header callback; only a request whose headers are still incomplete after a packet is
+counted and timed.
 """
 
 from __future__ import annotations
@@ -21,54 +26,42 @@ MAX_HEADER_BYTES = 64 * 1024
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
-class HeadersTooLarge(Exception):
-    """Raised in a parser callback: the request's headers passed MAX_HEADER_BYTES."""
-
-
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """`uvicorn.Config(http=LimitedHttpToolsProtocol)`: httptools with header limits."""
 
     _deadline: asyncio.TimerHandle | None = None
     _header_bytes = 0
-    _too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._arm()  # a connection must bring a request's headers in time
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_bytes = 0
-        self._arm()
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
-        super().on_header(name, value)
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # uvicorn's scope has no "method" between a request's first byte and its last header
+        if (
+            self.scope is not None
+            and "method" not in self.scope
+            and not self.transport.is_closing()
+        ):
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._refuse(431, "request_headers_too_large", "the request headers are too large")
+            else:
+                self._arm()
 
     def on_headers_complete(self) -> None:
-        self._disarm()
+        self._header_bytes = 0
+        if self._deadline is not None:
+            self._disarm()
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        # httptools reports our HeadersTooLarge as a parser error, which lands here
-        if self._too_large:
-            self._refuse(431, "request_headers_too_large", "the request headers are too large")
-        else:
-            self._refuse(400, "bad_request", "the request is not valid HTTP")
-
-    def _count(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > MAX_HEADER_BYTES:
-            self._too_large = True
-            raise HeadersTooLarge
+        self._refuse(400, "bad_request", "the request is not valid HTTP")
 
     def _arm(self) -> None:
         if self._deadline is None:

@@ -85,7 +85,7 @@ def test_writes_dockerfile_and_manifests_and_prints_each(scaffold: Callable[...,
     k8s = {f"deploy/k8s/{name}" for name in (*APPLIED, SECRET_EXAMPLE)}
     assert written == DOCKER_FILES | k8s
     for path in written:
-        assert f"created {rendered.out / path}" in rendered.stdout
+        assert f"created {(rendered.out / path).relative_to(Path.cwd())}" in rendered.stdout
     assert "docker build -t apictl:" in rendered.stdout
 
 
@@ -258,7 +258,7 @@ def test_existing_files_are_kept_and_nothing_is_written(apictl: Apictl, tmp_path
     (tmp_path / "Dockerfile").write_text("FROM mine\n")
     result = apictl("scaffold", "deploy", "--out", str(tmp_path))
     assert result.returncode == 1
-    assert str(tmp_path / "Dockerfile") in result.stderr
+    assert "already exist; nothing written:\n  Dockerfile\n" in result.stderr
     assert "--force" in result.stderr
     assert "Traceback" not in result.stderr
     assert (tmp_path / "Dockerfile").read_text() == "FROM mine\n"
@@ -269,7 +269,7 @@ def test_force_overwrites(apictl: Apictl, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM mine\n")
     result = apictl("scaffold", "deploy", "--out", str(tmp_path), "--force")
     assert result.returncode == 0, result.stderr
-    assert f"overwrote {tmp_path / 'Dockerfile'}" in result.stdout
+    assert "overwrote Dockerfile" in result.stdout
     assert "FROM mine" not in (tmp_path / "Dockerfile").read_text()
     assert (tmp_path / "deploy" / "k8s" / "deployment.yaml").is_file()
 

@@ -12,13 +12,14 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from string import Template
 from typing import Annotated
 
 import typer
 
 from apictl import __version__
 from apictl.output import console, fail
+from apictl.templating import render as render_template
+from apictl.templating import write_files
 from service.bundled import bundled_dir
 from service.config import SECRET_FIELDS, Settings, env_name, load_settings
 
@@ -68,18 +69,7 @@ def deploy(
     values = _template_values(
         _settings(), name=name, image=image, replicas=replicas, max_replicas=max_replicas
     )
-    files = {out / path: text for path, text in render(values).items()}
-    clashes = [path for path in files if path.exists()]
-    if clashes and not force:
-        fail(
-            f"{len(clashes)} file(s) already exist; nothing written:\n  "
-            + "\n  ".join(map(str, clashes)),
-            hint="run again with --force to overwrite them",
-        )
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        console.print(f"{'overwrote' if path in clashes else 'created'} {path}", soft_wrap=True)
+    write_files({out / path: text for path, text in render(values).items()}, force=force)
     console.print(
         f"next:\n  docker build -t {image} {out}\n"
         f"  kubectl create secret generic {name}-secrets"
@@ -159,10 +149,10 @@ def _env_text(value: object) -> str:
 
 def render(values: Mapping[str, object]) -> dict[Path, str]:
     """Every deploy template rendered, by its path relative to the project folder."""
-    root = bundled_dir("templates") / "deploy"
+    root = bundled_dir("templates")
     return {
-        template.relative_to(root).with_suffix(""): Template(template.read_text()).substitute(
-            values
+        template.relative_to(root / "deploy").with_suffix(""): render_template(
+            str(template.relative_to(root)), **{k: str(v) for k, v in values.items()}
         )
-        for template in sorted(root.rglob("*.tmpl"))
+        for template in sorted((root / "deploy").rglob("*.tmpl"))
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -57,18 +56,5 @@ def resource(
         files = plan_resource(checkout, name, fields, singular)
     except ScaffoldError as exc:
         fail(str(exc), hint="see apictl scaffold resource --help", code=2)
-    existing = [path for path in files if path.exists()]
-    if existing and not force:
-        fail(
-            "these files exist: " + ", ".join(_shown(path) for path in existing),
-            hint="--force overwrites them",
-        )
-    write_files(files)
-    for path in files:
-        console.print(f"{'overwrote' if path in existing else 'created'} {_shown(path)}")
+    write_files(files, force=force)
     console.print(f"next: apictl migrate, then pytest tests/test_{name}.py")
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the working directory when it is inside it."""
-    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
