@@ -40,7 +40,7 @@ def _default_url() -> str:
 @app.command("health")
 def health(
     url: Annotated[
-        str | None, typer.Option(help="Base URL of the service [default: from APICTL_HOST/PORT]")
+        str | None, typer.Option(help="Base URL of the service (default: from APICTL_HOST/PORT)")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each probe")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,

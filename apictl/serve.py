@@ -70,10 +70,10 @@ def _migrate_first(settings: Settings, forced: bool) -> None:
 
 def serve(
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: APICTL_HOST]")
+        str | None, typer.Option(help="Address to listen on (default: APICTL_HOST)")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port to listen on [default: APICTL_PORT]")
+        int | None, typer.Option(help="Port to listen on (default: APICTL_PORT)")
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (one per core)")] = 1,
     reload: Annotated[
