@@ -11,11 +11,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import Account
 from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from tests.conftest import Account
 
 ROLES = ("anonymous", "alice", "bob", "admin")
 NEW_USER = {"email": "new@example.com", "name": "New", "password": "long enough secret"}

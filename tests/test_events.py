@@ -12,12 +12,12 @@ import httpx2
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sse_client import SseReader, subscribe
 
 from service.app import create_app
 from service.config import Settings
 from service.events.bus import BACKLOG, STREAM, Event, Subscription
 from service.events.sse import frames
-from tests.sse_client import SseReader, subscribe
 
 Account = Any  # tests.conftest.Account
 

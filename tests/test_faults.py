@@ -22,14 +22,14 @@ from typing import Any
 import httpx2
 import psutil
 import pytest
+from conftest import Account, RunningServer, _free_port
+from faults import Load, PrivatePostgres, PrivateRedis, watch
+from sse_client import subscribe
 
 from service.config import load_settings
 from service.events.sse import KEEPALIVE_SECONDS
 from service.migrations import Migrator
 from service.redis_client import POOL_SIZE
-from tests.conftest import Account, RunningServer, _free_port
-from tests.faults import Load, PrivatePostgres, PrivateRedis, watch
-from tests.sse_client import subscribe
 
 pytestmark = pytest.mark.faults
 

@@ -15,6 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 import schemathesis
+from conftest import Account, RunningServer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -26,8 +27,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from tests.conftest import Account, RunningServer
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 150  # per operation and mode

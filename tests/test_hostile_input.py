@@ -14,9 +14,9 @@ import httpx2
 import orjson
 import psutil
 import pytest
+from conftest import Account, RunningServer
 
 from service.http_protocol import HEADER_TIMEOUT, MAX_HEADER_BYTES
-from tests.conftest import Account, RunningServer
 
 MIB = 1024 * 1024
 
