@@ -19,7 +19,9 @@ Apictl = Callable[..., subprocess.CompletedProcess[str]]
 Manifest = dict[str, Any]
 
 DOCKER_FILES = {"Dockerfile", ".dockerignore"}
-APPLIED = {"configmap.yaml", "deployment.yaml", "service.yaml", "migrate-job.yaml", "hpa.yaml"}
+APPLIED = {
+    "configmap.yaml", "deployment.yaml", "service.yaml", "migrate-job.yaml", "hpa.yaml", "pdb.yaml",
+}  # fmt: skip
 SECRET_EXAMPLE = "secret.yaml.example"
 
 
@@ -89,12 +91,13 @@ def test_writes_dockerfile_and_manifests_and_prints_each(scaffold: Callable[...,
     assert "docker build -t apictl:" in rendered.stdout
 
 
-def test_applied_manifests_are_the_five_kinds_and_never_the_placeholder_secret(
+def test_applied_manifests_are_the_six_kinds_and_never_the_placeholder_secret(
     scaffold: Callable[..., Rendered],
 ) -> None:
     rendered = scaffold()
     assert set(rendered.manifests()) == {
         "ConfigMap", "Deployment", "Service", "Job", "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
     }  # fmt: skip
     assert rendered.secret_example()["kind"] == "Secret"
 
@@ -216,6 +219,10 @@ def test_service_and_autoscaler_target_the_api_pods(scaffold: Callable[..., Rend
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     migrate_labels = manifests["Job"]["spec"]["template"]["metadata"]["labels"]
     assert not selector.items() <= migrate_labels.items()  # the migration pod gets no traffic
+    budget = manifests["PodDisruptionBudget"]["spec"]
+    assert budget["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert not budget["selector"]["matchLabels"].items() <= migrate_labels.items()
+    assert budget["maxUnavailable"] == 1
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
 

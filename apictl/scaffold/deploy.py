@@ -58,8 +58,8 @@ def deploy(
     the next, with `apictl check health` as its HEALTHCHECK. deploy/k8s/ gets a ConfigMap of
     every non-secret setting (as read now from the environment and .env, set for production),
     a Deployment with liveness and readiness probes and a graceful stop, a Service, a migration
-    Job, a HorizontalPodAutoscaler, and secret.yaml.example: the Secret holding DATABASE_URL
-    and REDIS_URL that you create.
+    Job, a HorizontalPodAutoscaler, a PodDisruptionBudget, and secret.yaml.example: the
+    Secret holding DATABASE_URL and REDIS_URL that you create.
 
     Exit 1, writing nothing, when any of these files exists (unless --force); 2 on bad input.
     """
