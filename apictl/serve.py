@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from typing import Annotated
 
 import asyncpg
@@ -101,6 +102,10 @@ def serve(
     # hand them the resolved servers and the command-line overrides that way.
     for field in ("database_url", "redis_url", "host", "port"):
         os.environ[env_name(field)] = str(getattr(settings, field))
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # workers count into shared files, so /metrics adds them up whichever one answers
+        metrics_dir = tempfile.TemporaryDirectory(prefix="apictl-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
     _migrate_first(settings, migrate)
     assert settings.database_url is not None
     assert settings.redis_url is not None

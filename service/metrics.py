@@ -2,15 +2,21 @@
 
 Labels are route templates (`/api/v1/posts/{post_id}`), never raw paths, so cardinality stays
 low whatever clients send. Pool, subscriber and task figures are read at scrape time.
+
+With several worker processes (`apictl serve --workers N` sets PROMETHEUS_MULTIPROC_DIR),
+request counts and latencies are kept in prometheus-client's per-process files and every
+scrape adds up all the workers; the pool, subscriber and task gauges are those of the worker
+that answers the scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -88,7 +94,8 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_RuntimeCollector(runtime))
+        self.live = _RuntimeCollector(runtime)
+        self.registry.register(self.live)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -106,7 +113,12 @@ class Metrics:
         children[1].observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()  # every worker's files, and this worker's live gauges
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(self.live)
+        return generate_latest(registry)
 
 
 def _redis_pool(runtime: Runtime) -> tuple[int, int]:

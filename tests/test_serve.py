@@ -131,3 +131,32 @@ def test_embedded_servers_start_are_shared_and_stop_with_the_last_user(
         time.sleep(0.1)
     assert not psutil.pid_exists(postmaster)
     assert not psutil.pid_exists(redis_pid)
+
+
+def _requests_counted(url: str) -> float:
+    """apictl_http_requests_total for GET /api/v1/users/me answered 401, as /metrics says."""
+    wanted = 'apictl_http_requests_total{method="GET",route="/api/v1/users/me",status="401"}'
+    # a new connection each time, so the scrapes land on different workers
+    text = httpx2.get(f"{url}/metrics", headers={"Connection": "close"}).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+
+
+def test_metrics_add_up_over_workers(
+    start_server: Callable[..., Any], server_env: dict[str, str]
+) -> None:
+    server = start_server(server_env, "--workers", "2")
+    workers = psutil.Process(server.process.pid).children()
+    for _ in range(30):
+        response = httpx2.get(f"{server.url}/api/v1/users/me", headers={"Connection": "close"})
+        assert response.status_code == 401
+    assert [_requests_counted(server.url) for _ in range(8)] == [30.0] * 8
+    code, _ = server.stop()
+    assert code == 0
+    assert all(_exited(worker) for worker in workers)
+
+
+def _exited(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE  # gone, not yet reaped
+    except psutil.NoSuchProcess:
+        return True
