@@ -152,7 +152,10 @@ def test_metrics_add_up_over_workers(
     assert [_requests_counted(server.url) for _ in range(8)] == [30.0] * 8
     code, _ = server.stop()
     assert code == 0
-    assert all(_exited(worker) for worker in workers)
+    deadline = time.monotonic() + 10  # the workers (and multiprocessing's helper) follow it
+    while not all(map(_exited, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(map(_exited, workers)), [w.cmdline() for w in workers if not _exited(w)]
 
 
 def _exited(process: psutil.Process) -> bool:
