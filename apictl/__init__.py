@@ -1,3 +1,5 @@
 """apictl: one CLI for the whole lifecycle of one FastAPI service."""
 
-__version__ = "0.1.0"
+from service import __version__
+
+__all__ = ["__version__"]

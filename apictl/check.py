@@ -21,7 +21,7 @@ from service.config import (
 )
 
 if TYPE_CHECKING:  # imported by `deploy` itself: it loads psycopg and yoyo
-    from service.deploy_checks import Finding
+    from service.ops.deploy_checks import Finding
 
 app = typer.Typer(
     help="Probe a running service, validate configuration, judge production readiness.",
@@ -149,7 +149,7 @@ def deploy(
     debug and console logs, weak or missing passwords, the database pool against the server's
     max_connections, pending migrations and drift, Redis reachable. Exit 1 if any error.
     """
-    from service.deploy_checks import config_findings, deploy_findings
+    from service.ops.deploy_checks import config_findings, deploy_findings
 
     try:
         settings = load_settings()

@@ -15,7 +15,7 @@ import typer
 from apictl.output import fail
 from apictl.runtime import resolve_servers
 from service.config import load_settings
-from service.embedded import bundled_psql
+from service.process.embedded import bundled_psql
 
 app = typer.Typer(help="Work with the configured database directly.", no_args_is_help=True)
 

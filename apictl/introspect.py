@@ -36,7 +36,7 @@ def routes(
     token (any valid bearer token), admin (an admin's token). It is read from each endpoint's
     dependencies, so new resources are described without being listed anywhere.
     """
-    from service.route_table import route_table
+    from service.ops.route_table import route_table
 
     table = route_table(_app())
     if as_json:

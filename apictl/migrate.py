@@ -17,13 +17,13 @@ from rich.syntax import Syntax
 from apictl.output import console, fail, print_json, print_table, shown_path
 from apictl.runtime import resolve_servers
 from apictl.templating import migration_files, next_migration, write_files
-from service.bundled import bundled_dir, is_source_checkout
 from service.config import load_settings
-from service.schema import migrations_dir
+from service.process.bundled import bundled_dir, is_source_checkout
+from service.process.migration_state import migrations_dir
 
 if TYPE_CHECKING:  # the machinery itself is imported by the commands that use it (see migrator)
-    from service.migration_lint import Finding
-    from service.migrations import MigrationStatus, Migrator, PlannedStep, StepCallback
+    from service.ops.migration_lint import Finding
+    from service.ops.migrations import MigrationStatus, Migrator, PlannedStep, StepCallback
 
 app = typer.Typer(
     help="Apply, inspect, roll back and create schema migrations (yoyo, SQL files).",
@@ -45,7 +45,7 @@ def migrator() -> Migrator:
     Imported here, not at the top: yoyo and psycopg would otherwise load with every command,
     `apictl serve` (the serving process) included.
     """
-    from service.migrations import Migrator
+    from service.ops.migrations import Migrator
 
     return Migrator(resolve_servers(load_settings()))
 
@@ -193,7 +193,7 @@ def lint(
     concurrently-in-transaction: ALTER TYPE ... ADD VALUE, or CONCURRENTLY, without
     `-- transactional: false`. missing-rollback: no NNNN_name.rollback.sql beside it.
     """
-    from service.migration_lint import lint_migration, sql_files
+    from service.ops.migration_lint import lint_migration, sql_files
 
     paths = sql_files(files or [migrations_dir(load_settings())])
     findings = [finding for path in paths for finding in lint_migration(path)]

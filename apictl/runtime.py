@@ -10,7 +10,7 @@ import asyncpg
 
 from apictl.output import errors, fail
 from service.config import Settings, load_settings
-from service.embedded import EmbeddedError, with_embedded_servers
+from service.process.embedded import EmbeddedError, with_embedded_servers
 from service.runtime import Runtime
 
 T = TypeVar("T")

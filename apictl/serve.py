@@ -19,9 +19,9 @@ import uvicorn
 from apictl.output import console, fail
 from apictl.runtime import resolve_servers
 from service.config import Settings, env_name, load_settings, mask_url
-from service.http_protocol import LimitedHttpToolsProtocol
-from service.logs import configure_logging
-from service.schema import migration_ids, migrations_dir, pending_migrations
+from service.http.protocol import LimitedHttpToolsProtocol
+from service.process.logs import configure_logging
+from service.process.migration_state import migration_ids, migrations_dir, pending_migrations
 
 
 def _ensure_port_free(host: str, port: int) -> None:

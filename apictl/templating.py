@@ -8,8 +8,8 @@ from pathlib import Path
 from string import Template
 
 from apictl.output import console, fail, shown_path
-from service.bundled import bundled_dir
-from service.schema import migration_ids
+from service.process.bundled import bundled_dir
+from service.process.migration_state import migration_ids
 
 MIGRATION_SUFFIXES = (".sql", ".rollback.sql")
 

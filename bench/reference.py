@@ -22,8 +22,9 @@ from redis.asyncio import Redis
 
 from service.auth.queries import AUTHENTICATE
 from service.events.bus import STREAM, STREAM_MAXLEN
-from service.posts.queries import BY_ID, INSERT
+from service.posts.queries import INSERT, TABLE
 
+BY_ID = TABLE.by_id
 CACHE = os.environ.get("REFERENCE_TOKEN_CACHE") == "1"
 CACHE_TTL = 10.0
 JSON = [(b"content-type", b"application/json")]

@@ -34,9 +34,9 @@ import redis
 from bench.report import write_reports
 from bench.seed import seed
 from service.config import load_settings
-from service.embedded import detach, start_postgres, start_redis
 from service.events.bus import STREAM
-from service.migrations import Migrator
+from service.ops.migrations import Migrator
+from service.process.embedded import detach, start_postgres, start_redis
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = {"health": None, "read": HERE / "wrk" / "read.lua", "write": HERE / "wrk" / "write.lua"}

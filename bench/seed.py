@@ -7,8 +7,8 @@ import asyncio
 from service.auth.service import create_api_token
 from service.auth.tokens import Principal
 from service.config import Settings
+from service.posts import service
 from service.posts.schemas import NewPost
-from service.posts.service import create_post
 from service.runtime import Runtime
 from service.users.schemas import NewUser
 from service.users.service import create_user
@@ -42,7 +42,7 @@ async def seed(settings: Settings, users: int, posts: int) -> tuple[list[str], l
         ]
         written = await _batches(
             [
-                create_post(
+                service.posts.create(
                     rt,
                     principals[i % len(principals)],
                     NewPost(title=f"Post {i}", body="Seeded for the benchmark. " * 8),

@@ -16,34 +16,23 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
 
-from apictl import __version__
-from service.access_log import AccessLog
+from service import __version__
 from service.config import Settings, load_settings
-from service.context import current_request_id
-from service.errors import (
-    ERROR_RESPONSES,
-    AppError,
-    ValidationFailed,
-    error_body,
-    error_for_status,
-)
-from service.logs import configure_logging
-from service.metrics import Metrics
-from service.middleware.body_limit import BodyLimitMiddleware
-from service.middleware.liveness import LivenessMiddleware
-from service.middleware.request_context import RequestContextMiddleware
-from service.middleware.selective import WhenHeader
+from service.http.access_log import AccessLog
+from service.http.errors import ERROR_RESPONSES, install_error_handlers
+from service.http.metrics import Metrics
+from service.http.middleware.body_limit import BodyLimitMiddleware
+from service.http.middleware.liveness import LivenessMiddleware
+from service.http.middleware.request_context import RequestContextMiddleware
+from service.http.middleware.selective import WhenHeader
+from service.process.logs import configure_logging
+from service.process.migration_state import migration_ids, migrations_dir
+from service.process.shutdown import on_termination
 from service.runtime import Runtime
-from service.schema import migration_ids, migrations_dir
-from service.shutdown import on_termination
-from service.validation import error_details
 
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 5  # Starlette's default of 9 costs CPU for a few percent of size
@@ -69,10 +58,13 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.runtime.close()
             app.state.access_log.flush()
 
+    metrics = Metrics(lambda: getattr(app.state, "runtime", None))
+    access_log = AccessLog(json=settings.json_logs)
     app = FastAPI(
         title="apictl service",
         version=__version__,
         lifespan=lifespan,
+        middleware=middleware_stack(settings, metrics, access_log),
         docs_url=None if settings.is_production else "/docs",
         redoc_url=None,
         # Metrics are ours (Prometheus, /metrics). FastAPI's native OpenTelemetry hooks would
@@ -80,41 +72,47 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    app.state.metrics = Metrics(lambda: getattr(app.state, "runtime", None))
-    app.state.access_log = AccessLog(json=settings.json_logs)
+    app.state.metrics = metrics
+    app.state.access_log = access_log
     app.state.migration_ids = migration_ids(migrations_dir(settings))
-    _install_error_handlers(app)
+    install_error_handlers(app)
     for router in discover_routers():
         app.include_router(router, responses=ERROR_RESPONSES)
-    # add_middleware wraps outward: the last added runs first.
-    app.add_middleware(
-        BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout
-    )
-    app.add_middleware(
-        WhenHeader,
-        header=b"accept-encoding",
-        contains=b"gzip",
-        middleware=GZipMiddleware,
-        minimum_size=GZIP_MIN_BYTES,
-        compresslevel=GZIP_LEVEL,
-    )
-    app.add_middleware(LivenessMiddleware)  # inside CORS: a browser probing /health gets headers
-    if settings.cors_origins:
-        app.add_middleware(
-            WhenHeader,
-            header=b"origin",
-            middleware=CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_credentials=settings.cors_allow_credentials,
-            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
-            max_age=600,
-        )
-    app.add_middleware(
-        RequestContextMiddleware, metrics=app.state.metrics, access_log=app.state.access_log
-    )
     return app
+
+
+def middleware_stack(
+    settings: Settings, metrics: Metrics, access_log: AccessLog
+) -> list[Middleware]:
+    """Every request passes these, outermost first; CORS only when origins are configured."""
+    cors = Middleware(
+        WhenHeader,
+        header=b"origin",
+        middleware=CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=settings.cors_allow_credentials,
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+        max_age=600,
+    )
+    return [
+        # request id, access log, metrics and the last-resort 500, for everything below
+        Middleware(RequestContextMiddleware, metrics=metrics, access_log=access_log),
+        *([cors] if settings.cors_origins else []),
+        Middleware(LivenessMiddleware),  # inside CORS: a browser probing /health gets headers
+        Middleware(
+            WhenHeader,
+            header=b"accept-encoding",
+            contains=b"gzip",
+            middleware=GZipMiddleware,
+            minimum_size=GZIP_MIN_BYTES,
+            compresslevel=GZIP_LEVEL,
+        ),
+        Middleware(
+            BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout
+        ),
+    ]
 
 
 def discover_routers() -> list[APIRouter]:
@@ -139,36 +137,3 @@ def app_from_env() -> FastAPI:
     settings = load_settings()
     configure_logging(settings)
     return create_app(settings)
-
-
-def error_response(error: AppError) -> Response:
-    return Response(
-        error_body(error, current_request_id()),
-        status_code=error.status,
-        media_type="application/json",
-        headers=error.headers,
-    )
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    async def on_app_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, AppError)
-        return error_response(exc)
-
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        # 400 comes from a body FastAPI could not decode at all (e.g. invalid UTF-8)
-        if exc.status_code == 400:
-            return error_response(ValidationFailed("the request body could not be parsed"))
-        error = error_for_status(exc.status_code)
-        error.headers.update(exc.headers or {})
-        return error_response(error)
-
-    async def on_validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        details = error_details(exc.errors())
-        return error_response(ValidationFailed(details=details))
-
-    app.add_exception_handler(AppError, on_app_error)
-    app.add_exception_handler(HTTPException, on_http_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)

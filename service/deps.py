@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Query
 from starlette.requests import Request
 
 from service.auth.tokens import Principal
-from service.context import current_request
 from service.errors import Forbidden, Unauthorized
+from service.http.context import current_request
+from service.pagination import MAX_LIMIT
 from service.runtime import Runtime
 
 # Every dependency is `async def`: FastAPI runs plain `def` dependencies in a thread pool, a
@@ -62,3 +63,9 @@ Rt = Annotated[Runtime, Depends(get_runtime)]
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
 AdminUser = Annotated[Principal, Depends(admin_principal)]
+
+# Query parameters of every page endpoint
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1..100)")]
+Cursor = Annotated[
+    str | None, Query(max_length=200, description="next_cursor of the previous page")
+]

@@ -6,11 +6,10 @@ import base64
 import binascii
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Generic, TypeVar
 from uuid import UUID
 
 import orjson
-from fastapi import Query
 from pydantic import BaseModel
 
 from service.errors import ValidationFailed
@@ -19,10 +18,6 @@ T = TypeVar("T")
 Position = tuple[datetime, UUID]
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1..100)")]
-Cursor = Annotated[
-    str | None, Query(max_length=200, description="next_cursor of the previous page")
-]
 
 
 class Page(BaseModel, Generic[T]):

@@ -18,7 +18,7 @@ from service.auth.tokens import Tokens
 from service.config import Settings
 from service.db import Database
 from service.events.bus import EventBus
-from service.redis_client import create_redis
+from service.process.redis_client import create_redis
 
 TASK_STOP_SECONDS = 2.0
 

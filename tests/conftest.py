@@ -31,8 +31,8 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.auth.passwords import Passwords
 from service.config import Settings, load_settings
-from service.embedded import detach, start_postgres, start_redis
-from service.migrations import Migrator
+from service.ops.migrations import Migrator
+from service.process.embedded import detach, start_postgres, start_redis
 
 TEMPLATE_DB = f"apictl_template_{os.getpid()}"
 APICTL = str(Path(sys.executable).parent / "apictl")

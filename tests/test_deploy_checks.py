@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from service.bundled import bundled_dir
+from service.process.bundled import bundled_dir
 
 Apictl = Callable[..., CompletedProcess[str]]
 Findings = dict[str, list[dict[str, Any]]]  # by id: config-invalid comes once per problem

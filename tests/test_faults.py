@@ -28,8 +28,8 @@ from sse_client import subscribe
 
 from service.config import load_settings
 from service.events.sse import KEEPALIVE_SECONDS
-from service.migrations import Migrator
-from service.redis_client import POOL_SIZE
+from service.ops.migrations import Migrator
+from service.process.redis_client import POOL_SIZE
 
 pytestmark = pytest.mark.faults
 

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.migrations import Migrator
+from service.ops.migrations import Migrator
 
 
 def test_health_is_ok_and_touches_nothing(client: TestClient) -> None:

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from conftest import Account, RunningServer
 
-from service.http_protocol import HEADER_TIMEOUT, MAX_HEADER_BYTES
+from service.http.protocol import HEADER_TIMEOUT, MAX_HEADER_BYTES
 
 MIB = 1024 * 1024
 

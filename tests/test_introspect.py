@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from service.deps import AdminUser, admin_principal
-from service.route_table import route_table
+from service.ops.route_table import route_table
 
 Apictl = Callable[..., CompletedProcess[str]]
 Account = Any  # tests.conftest.Account

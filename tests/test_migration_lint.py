@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from service.bundled import bundled_dir
+from service.process.bundled import bundled_dir
 
 Apictl = Callable[..., CompletedProcess[str]]
 HEADER = "-- a migration\n-- depends: 0003_posts\n\n"

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from service.bundled import bundled_dir, is_source_checkout
-from service.migrations import LOCK_KEY
+from service.ops.migrations import LOCK_KEY
+from service.process.bundled import bundled_dir, is_source_checkout
 
 Apictl = Callable[..., CompletedProcess[str]]
 SHIPPED = ["0001_users", "0002_api_tokens", "0003_posts"]

@@ -197,7 +197,7 @@ def test_migrated_and_served_without_hand_edits(
         (["notes", "x:ref:api_tokens"], "only users, posts and scaffolded resources"),
         (["notes", "x:str:0"], "the length must be"),
         (["notes", "json:str"], "shadow a pydantic BaseModel attribute"),
-        (["pages", "x:int"], "the singular 'page' makes Page in service.py"),
+        (["pages", "x:int"], "the singular 'page' makes Page in routes.py"),
         (["texts", "x:text"], "the singular 'text' makes Text in schemas.py"),
     ],
 )

@@ -108,7 +108,7 @@ def test_embedded_servers_start_are_shared_and_stop_with_the_last_user(
     # A second process on the same data dir attaches to the running servers...
     attach = (
         "import sys; from pathlib import Path; "
-        "from service.embedded import start_postgres, start_redis; "
+        "from service.process.embedded import start_postgres, start_redis; "
         "print(start_postgres(Path(sys.argv[1]))); print(start_redis(Path(sys.argv[1])))"
     )
     second = subprocess.run(

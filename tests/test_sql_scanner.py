@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.sql_scanner import Statement, split_statements
+from service.ops.sql_scanner import Statement, split_statements
 
 
 def test_statements_with_their_starting_lines() -> None:

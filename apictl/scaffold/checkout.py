@@ -10,7 +10,7 @@ from pathlib import Path
 from apictl.scaffold.fields import Resource, ScaffoldError, check_name, parse_resource
 from apictl.scaffold.generate import resource_files
 from apictl.templating import next_migration
-from service.schema import migration_ids
+from service.process.migration_state import migration_ids
 
 # The built-in tables a ref field may point at, as the scaffold would describe them: the
 # generated tests make their rows through the API (users: the caller is the row).

@@ -20,8 +20,8 @@ from apictl import __version__
 from apictl.output import console, fail
 from apictl.templating import render as render_template
 from apictl.templating import write_files
-from service.bundled import bundled_dir
 from service.config import SECRET_FIELDS, Settings, env_name, load_settings
+from service.process.bundled import bundled_dir
 
 # A DNS-1123 label short enough that the Job's `NAME-migrate` still is one (63 characters).
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,53}[a-z0-9])?")

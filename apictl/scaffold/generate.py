@@ -137,37 +137,27 @@ def _queries(r: Resource) -> dict[str, str]:
         "assignments": ",\n".join(assignments),
         "admin_param": f"${n}",
         "owner_param": f"${n + 1}",
-        "references": py(references),
+        "references": py(references, indent=4),
     }
 
 
 def _service(r: Resource) -> dict[str, str]:
-    pad = " " * 16
-    update_args = []
-    for f in r.fields:
-        if f.optional:
-            update_args.append(f"{pad}{py(f.name)} in changes.model_fields_set,\n")
-        update_args.append(f"{pad}changes.{f.name},\n")
     own = [r.camel, f"New{r.camel}", f"{r.camel}Changes"]
-    common = {
-        "service.auth.tokens": ["Principal"],
-        "service.runtime": ["Runtime"],
-        "service.db": ["Connection"],
-        "service.errors": ["Forbidden", "NotFound", "ValidationFailed"],
-        "service.pagination": ["Page", "decode_cursor", "make_page"],
-        f"service.{r.name}": ["queries"],
-        f"service.{r.name}.schemas": [*own, f"Deleted{r.camel}"],
-    }
     routes = {
-        "service.deps": ["CurrentUser", "Rt"],
-        "service.pagination": ["DEFAULT_LIMIT", "Cursor", "Limit", "Page"],
-        f"service.{r.name}": ["service"],
+        "service.deps": ["Cursor", "CurrentUser", "Limit", "Rt"],
+        "service.pagination": ["DEFAULT_LIMIT", "Page"],
         f"service.{r.name}.schemas": own,
+        f"service.{r.name}.service": [r.name],
+    }
+    common = {
+        "service.crud": ["Crud"],
+        f"service.{r.name}": ["queries"],
+        f"service.{r.name}.schemas": [r.camel],
     }
     return {
-        "insert_args": "".join(f"{pad}new.{f.name},\n" for f in r.fields),
-        "update_args": "".join(update_args),
         "service_imports": imports(common),
+        "fields": py([f.name for f in r.fields], indent=4),
+        "nullable": py([f.name for f in r.fields if f.optional], indent=4),
         "routes_imports": imports(routes),
     }
 

@@ -10,9 +10,9 @@ from apictl.output import console, fail
 from apictl.scaffold.checkout import Checkout, plan_resource
 from apictl.scaffold.fields import ScaffoldError
 from apictl.templating import write_files
-from service.bundled import checkout_root
 from service.config import load_settings
-from service.schema import migrations_dir
+from service.process.bundled import checkout_root
+from service.process.migration_state import migrations_dir
 
 
 def resource(

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from service.errors import ServiceUnavailable
-from service.metrics import CONTENT_TYPE
-from service.schema import pending_migrations
+from service.http.metrics import CONTENT_TYPE
+from service.process.migration_state import pending_migrations
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT = 2.0

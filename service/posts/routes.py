@@ -1,4 +1,4 @@
-"""/api/v1/posts: thin endpoints over posts.service."""
+"""/api/v1/posts: thin endpoints over the posts CRUD rules."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from service.deps import CurrentUser, Rt
-from service.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
-from service.posts import service
+from service.deps import CurrentUser, Cursor, Limit, Rt
+from service.pagination import DEFAULT_LIMIT, Page
 from service.posts.schemas import NewPost, Post, PostChanges
+from service.posts.service import posts
 
 router = APIRouter(prefix="/api/v1/posts", tags=["posts"])
 
@@ -24,25 +24,25 @@ async def list_posts(
     cursor: Cursor = None,
     author_id: Annotated[UUID | None, Query(description="Only this author's posts")] = None,
 ) -> Page[Post]:
-    return await service.list_posts(rt, limit, cursor, author_id)
+    return await posts.page(rt, limit, cursor, author_id)
 
 
 @router.post("", status_code=201, summary="Write a post as the caller")
 async def create_post(new: NewPost, rt: Rt, caller: CurrentUser) -> Post:
-    return await service.create_post(rt, caller, new)
+    return await posts.create(rt, caller, new)
 
 
 @router.get("/{post_id}", summary="One post")
 async def get_post(post_id: UUID, rt: Rt, caller: CurrentUser) -> Post:
-    return await service.get_post(rt, post_id)
+    return await posts.get(rt, post_id)
 
 
 @router.patch("/{post_id}", summary="Change a post (author or admin)")
 async def update_post(post_id: UUID, changes: PostChanges, rt: Rt, caller: CurrentUser) -> Post:
-    return await service.update_post(rt, caller, post_id, changes)
+    return await posts.change(rt, caller, post_id, changes)
 
 
 @router.delete("/{post_id}", status_code=204, summary="Delete a post (author or admin)")
 async def delete_post(post_id: UUID, rt: Rt, caller: CurrentUser) -> Response:
-    await service.delete_post(rt, caller, post_id)
+    await posts.remove(rt, caller, post_id)
     return Response(status_code=204)

@@ -42,10 +42,3 @@ class Post(BaseModel):
     body: str
     created_at: datetime
     updated_at: datetime
-
-
-class DeletedPost(BaseModel):
-    """The data of a post.deleted event."""
-
-    id: UUID
-    author_id: UUID

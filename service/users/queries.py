@@ -1,23 +1,16 @@
-"""SQL for users (asyncpg, numbered parameters)."""
+"""SQL for users (asyncpg, numbered parameters); reads and pages come from `tables.Table`."""
 
-COLUMNS = "id, email, name, is_admin, is_active, created_at"
+from service.tables import Table
+
+TABLE = Table("users", "id, email, name, is_admin, is_active, created_at", owner=None)
+COLUMNS = TABLE.columns
 
 INSERT = f"""
 INSERT INTO users (email, name, password_hash, is_admin) VALUES ($1, $2, $3, $4)
 RETURNING {COLUMNS}
 """
 
-BY_ID = f"SELECT {COLUMNS} FROM users WHERE id = $1"
-
 BY_EMAIL = f"SELECT {COLUMNS} FROM users WHERE email = $1"
-
-# Two statements rather than one with "$1 IS NULL OR ...": each keeps its index range scan.
-FIRST_PAGE = f"SELECT {COLUMNS} FROM users ORDER BY created_at DESC, id DESC LIMIT $1"
-
-PAGE_AFTER = f"""
-SELECT {COLUMNS} FROM users WHERE (created_at, id) < ($1, $2)
-ORDER BY created_at DESC, id DESC LIMIT $3
-"""
 
 # NULL leaves a column as it is.
 UPDATE = f"""

@@ -7,9 +7,9 @@ from uuid import UUID
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from service.deps import AdminUser, CurrentUser, MaybeUser, Rt
+from service.deps import AdminUser, CurrentUser, Cursor, Limit, MaybeUser, Rt
 from service.errors import Forbidden, Unauthorized
-from service.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from service.pagination import DEFAULT_LIMIT, Page
 from service.users import service
 from service.users.schemas import NewUser, User, UserChanges
 

@@ -13,8 +13,9 @@ import asyncpg
 
 from service.auth import queries as auth_queries
 from service.auth.tokens import Principal
+from service.crud import Crud
 from service.errors import Conflict, Forbidden, NotFound
-from service.pagination import Page, decode_cursor, make_page
+from service.pagination import Page
 from service.runtime import Runtime
 from service.users import queries
 from service.users.schemas import NewUser, User, UserChanges
@@ -22,30 +23,20 @@ from service.users.schemas import NewUser, User, UserChanges
 Outcome = Literal["created", "updated", "unchanged"]
 
 
-def _user(row: asyncpg.Record | None) -> User:
-    assert row is not None
-    return User(**dict(row))
+users = Crud(queries.TABLE, User, "user", insert=queries.INSERT)
 
 
 async def create_user(rt: Runtime, new: NewUser, *, is_admin: bool = False) -> User:
     """A new user; Conflict if the email is taken (whatever its case)."""
     password_hash = await rt.passwords.hash(new.password)
     try:
-        async with rt.db.connection() as conn:
-            row = await conn.fetchrow(queries.INSERT, new.email, new.name, password_hash, is_admin)
+        return await users.insert_row(rt, new.email, new.name, password_hash, is_admin)
     except asyncpg.UniqueViolationError:
         raise Conflict(f"a user with email {new.email} already exists") from None
-    user = _user(row)
-    await rt.events.publish("user.created", user)
-    return user
 
 
 async def get_user(rt: Runtime, user_id: UUID) -> User:
-    async with rt.db.connection() as conn:
-        row = await conn.fetchrow(queries.BY_ID, user_id)
-    if row is None:
-        raise NotFound("user not found")
-    return _user(row)
+    return await users.get(rt, user_id)
 
 
 async def find_user(rt: Runtime, email: str) -> User:
@@ -54,17 +45,12 @@ async def find_user(rt: Runtime, email: str) -> User:
         row = await conn.fetchrow(queries.BY_EMAIL, email.strip().lower())
     if row is None:
         raise NotFound(f"no user with email {email.strip().lower()}")
-    return _user(row)
+    return users.from_row(row)
 
 
 async def list_users(rt: Runtime, limit: int, cursor: str | None = None) -> Page[User]:
     """Users newest first, `limit` per page."""
-    async with rt.db.connection() as conn:
-        if cursor is None:
-            rows = await conn.fetch(queries.FIRST_PAGE, limit + 1)
-        else:
-            rows = await conn.fetch(queries.PAGE_AFTER, *decode_cursor(cursor), limit + 1)
-    return make_page([_user(r) for r in rows], limit, lambda u: (u.created_at, u.id))
+    return await users.page(rt, limit, cursor)
 
 
 def _authorize_change(actor: Principal | None, user_id: UUID, changes: UserChanges) -> None:
@@ -98,7 +84,7 @@ async def update_user(
             await conn.execute(auth_queries.DELETE_USER_TOKENS, user_id)
     if revoke or changes.is_admin is not None:
         await rt.tokens.invalidate_user(user_id)
-    return _user(row)
+    return users.from_row(row)
 
 
 async def delete_user(rt: Runtime, actor: Principal | None, user_id: UUID) -> None:

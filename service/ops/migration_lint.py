@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.sql_scanner import split_statements
+from service.ops.sql_scanner import split_statements
 
 _IDENT = r'(?:"(?:[^"]|"")*"|[A-Za-z_][\w$]*)'
 _NAME = rf"{_IDENT}(?: ?\. ?{_IDENT})*"

@@ -27,7 +27,7 @@ from yoyo.connections import parse_uri
 
 from service.config import Settings, mask_url
 from service.errors import AppError
-from service.schema import migrations_dir
+from service.process.migration_state import migrations_dir
 
 LOCK_KEY = 0x617069_63746C  # "apictl": shared by every apictl migrator of a database
 LOCK_WAIT_SECONDS = 300

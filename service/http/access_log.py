@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from service.context import RequestInfo
+from service.http.context import RequestInfo
 
 FLUSH_SECONDS = 0.2
 BATCH = 512

@@ -16,10 +16,11 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.access_log import AccessLog
-from service.context import RequestInfo, current_request
-from service.errors import InternalError, send_error
-from service.metrics import Metrics
+from service.errors import InternalError
+from service.http.access_log import AccessLog
+from service.http.context import RequestInfo, current_request
+from service.http.errors import send_error
+from service.http.metrics import Metrics
 
 UNMATCHED = "(unmatched)"  # the route label of requests no route took: never the raw path
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")

@@ -1,7 +1,7 @@
 """Which migrations exist and which are applied, without yoyo or psycopg.
 
 The serving process needs only this (for /ready and for `serve`'s start-up check), so the
-migration machinery (service.migrations: yoyo, psycopg, ~35 MB) never loads into a worker.
+migration machinery (service.ops.migrations: yoyo, psycopg, ~35 MB) never loads into a worker.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import asyncpg
 
-from service.bundled import bundled_dir
 from service.config import Settings
+from service.process.bundled import bundled_dir
 
 
 def migrations_dir(settings: Settings) -> Path:

@@ -17,7 +17,7 @@ import psycopg
 import redis
 
 from service.config import Settings, env_name, mask_url
-from service.migrations import MigrationError, Migrator
+from service.ops.migrations import MigrationError, Migrator
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")  # worst first

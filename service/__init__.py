@@ -1,0 +1,3 @@
+"""The API service and everything the CLI shares with it."""
+
+__version__ = "0.1.0"

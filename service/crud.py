@@ -1,0 +1,159 @@
+"""The CRUD rules every resource shares, in one copy: keyset pages, 404, owner-or-admin, events.
+
+A resource declares its table (`tables.Table`: name, columns, owner column, which yields the
+standard statements) and the two statements that depend on its fields (INSERT, UPDATE); `Crud`
+runs them: posts, users and every scaffolded resource use it, so a fix to paging or to the
+ownership guard is made here, once.
+
+Guarded writes check ownership in the statement itself (`WHERE id = $1 AND (owner = me OR
+admin)`), one round trip; only when nothing changed does a second query tell 404 from 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, NoReturn, TypeVar
+from uuid import UUID
+
+import asyncpg
+from pydantic import BaseModel
+
+from service.auth.tokens import Principal
+from service.db import Connection
+from service.errors import Forbidden, NotFound, ValidationFailed
+from service.pagination import Page, decode_cursor, make_page
+from service.runtime import Runtime
+from service.tables import Table
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Crud(Generic[M]):
+    """Read, page, create, change and delete rows of `table` as `model`, with their events.
+
+    Events are `<noun>.created`, `<noun>.updated` (the row) and `<noun>.deleted` (its id and
+    owner). `insert` takes the owner first when the table is owned; `update` takes the id,
+    then its own parameters, then `is_admin` and the caller's id, and guards itself with
+    `AND (<owner> = $caller OR $is_admin)`.
+    """
+
+    def __init__(
+        self,
+        table: Table,
+        model: type[M],
+        noun: str,
+        *,
+        insert: str,
+        update: str = "",
+        fields: Sequence[str] = (),
+        nullable: Sequence[str] = (),
+    ) -> None:
+        self.table, self.model, self.noun = table, model, noun
+        self.insert, self.update = insert, update
+        self.fields, self.nullable = tuple(fields), frozenset(nullable)
+        # built once here: the request path only looks them up
+        self.by_id, self.exists, self.delete = table.by_id, table.exists, table.delete
+        self.pages = {
+            (False, False): table.first_page,
+            (False, True): table.page_after,
+            (True, False): table.owner_first_page,
+            (True, True): table.owner_page_after,
+        }
+
+    def from_row(self, row: asyncpg.Record | None) -> M:
+        assert row is not None
+        return self.model(**dict(row))
+
+    async def get(self, rt: Runtime, item_id: UUID) -> M:
+        async with rt.db.connection() as conn:
+            row = await conn.fetchrow(self.by_id, item_id)
+        if row is None:
+            raise NotFound(f"{self.noun} not found")
+        return self.from_row(row)
+
+    async def page(
+        self, rt: Runtime, limit: int, cursor: str | None = None, owner_id: UUID | None = None
+    ) -> Page[M]:
+        """Newest first; stable while others insert (new rows sort before the cursor)."""
+        position = decode_cursor(cursor) if cursor is not None else None
+        sql = self.pages[owner_id is not None, position is not None]
+        args = [*([owner_id] if owner_id is not None else []), *(position or ())]
+        async with rt.db.connection() as conn:
+            rows = await conn.fetch(sql, *args, limit + 1)
+        return make_page([self.from_row(r) for r in rows], limit, _position)
+
+    async def create(self, rt: Runtime, owner: Principal, new: BaseModel) -> M:
+        """A row owned by `owner` from the `fields` of `new` (INSERT's parameters, in order)."""
+        return await self.insert_row(rt, owner.user_id, *(getattr(new, f) for f in self.fields))
+
+    async def insert_row(self, rt: Runtime, *args: Any) -> M:
+        """INSERT with `args`; publishes `<noun>.created`."""
+        with self.references_checked():
+            async with rt.db.connection() as conn:
+                row = await conn.fetchrow(self.insert, *args)
+        item = self.from_row(row)
+        await rt.events.publish(f"{self.noun}.created", item)
+        return item
+
+    async def change(self, rt: Runtime, actor: Principal, item_id: UUID, changes: BaseModel) -> M:
+        """The guarded UPDATE (owner or admin) with the fields given; publishes `<noun>.updated`.
+
+        A field left out or null keeps its value; a `nullable` one is preceded by a flag (was
+        it given?), so that an explicit null clears it.
+        """
+        args: list[Any] = []
+        for name in self.fields:
+            if name in self.nullable:
+                args.append(name in changes.model_fields_set)
+            args.append(getattr(changes, name))
+        with self.references_checked():
+            async with rt.db.connection() as conn:
+                row = await conn.fetchrow(
+                    self.update, item_id, *args, actor.is_admin, actor.user_id
+                )
+                if row is None:
+                    await self._refuse(conn, item_id)
+        item = self.from_row(row)
+        await rt.events.publish(f"{self.noun}.updated", item)
+        return item
+
+    async def remove(self, rt: Runtime, actor: Principal, item_id: UUID) -> None:
+        """The guarded DELETE (owner or admin); publishes `<noun>.deleted`."""
+        async with rt.db.connection() as conn:
+            owner_id = await conn.fetchval(self.delete, item_id, actor.is_admin, actor.user_id)
+            if owner_id is None:
+                await self._refuse(conn, item_id)
+        assert self.table.owner is not None
+        await rt.events.publish(
+            f"{self.noun}.deleted", Deleted(id=item_id, **{self.table.owner: owner_id})
+        )
+
+    async def _refuse(self, conn: Connection, item_id: UUID) -> NoReturn:
+        """Why a guarded write changed nothing: no such row (404), or not the caller's (403)."""
+        if await conn.fetchval(self.exists, item_id):
+            raise Forbidden(f"only the owner or an admin may change this {self.noun}")
+        raise NotFound(f"{self.noun} not found")
+
+    @contextmanager
+    def references_checked(self) -> Iterator[None]:
+        """A ref field naming no row is invalid input (422), not a database failure (500)."""
+        try:
+            yield
+        except asyncpg.ForeignKeyViolationError as exc:
+            reference = self.table.references.get(exc.constraint_name or "")
+            if reference is None:
+                raise
+            name, table = reference
+            detail = {"field": f"body.{name}", "message": f"no row of {table} has this id"}
+            raise ValidationFailed("a referenced row does not exist", details=[detail]) from None
+
+
+class Deleted(BaseModel, extra="allow"):
+    """The data of a `<noun>.deleted` event: the id, and the owner under its column's name."""
+
+    id: UUID
+
+
+def _position(item: Any) -> tuple[Any, UUID]:
+    return item.created_at, item.id

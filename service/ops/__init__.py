@@ -1,0 +1,1 @@
+"""What only the CLI runs: migrations, their lint, deploy checks, the route table."""

@@ -1,0 +1,1 @@
+"""The process: embedded servers, logging, Redis client, shipped files, migration state, signals."""
