@@ -17,7 +17,7 @@ from service.config import load_settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-_AUTH_STYLE = {"none": "dim", "optional": "cyan", "token": "yellow", "admin": "bold red"}
+_AUTH_STYLE = {"none": "dim", "token": "yellow"}  # every other rule narrows who: bold red
 
 
 def _app() -> FastAPI:
@@ -32,9 +32,10 @@ def routes(
 ) -> None:
     """List every route: methods, path, auth required and the handler serving it.
 
-    auth: none (anyone), optional (a token is checked if one is sent; the handler decides),
-    token (any valid bearer token), admin (an admin's token). It is read from each endpoint's
-    dependencies, so new resources are described without being listed anywhere.
+    auth: none (anyone), token (any valid bearer token), admin (an admin's token), owner or
+    admin (the row's owner or an admin), self or admin (the user themselves or an admin),
+    admin unless open signup. It is read from the access rule each endpoint declares (its
+    dependencies), the same declaration that enforces it.
     """
     from service.ops.route_table import route_table
 
@@ -46,7 +47,7 @@ def routes(
         (
             ", ".join(r.methods),
             r.path,
-            f"[{_AUTH_STYLE[r.auth]}]{r.auth}[/]",
+            f"[{_AUTH_STYLE.get(r.auth, 'bold red')}]{r.auth}[/]",
             r.handler,
         )
         for r in table

@@ -154,7 +154,7 @@ def delete(
 
     async def remove(rt: Runtime) -> None:
         user = await service.find_user(rt, email)
-        await service.delete_user(rt, None, user.id)
+        await service.delete_user(rt, user.id)
 
     run_service(remove)
     console.print(f"[green]deleted[/] {email}")

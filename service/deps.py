@@ -1,8 +1,25 @@
-"""FastAPI dependencies as Annotated aliases: the runtime and who is calling."""
+"""FastAPI dependencies as Annotated aliases: the runtime, page parameters and access rules.
+
+Access is declared where a route is declared, by the alias its `caller` parameter takes, and
+`apictl routes` reads the same declaration (each rule's `access` name):
+
+    alias           rule                        enforced by
+    (none)          none                        -
+    CurrentUser     token                       a valid bearer token (401)
+    AdminUser       admin                       the rule below (403)
+    SignupCaller    admin unless open signup    the rule below (401/403 unless open signup)
+    SelfOrAdmin     self or admin               the rule below: {user_id} is the caller (403)
+    OwnerOrAdmin    owner or admin              the row: crud.Crud's guarded writes (404/403)
+
+Every dependency is `async def`: FastAPI runs plain `def` dependencies in a thread pool, a
+thread hop per request for what is a dictionary lookup.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
 
 from fastapi import Depends, Query
 from starlette.requests import Request
@@ -13,8 +30,17 @@ from service.http.context import current_request
 from service.pagination import MAX_LIMIT
 from service.runtime import Runtime
 
-# Every dependency is `async def`: FastAPI runs plain `def` dependencies in a thread pool, a
-# thread hop per request for what is a dictionary lookup.
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def access(rule: str) -> Callable[[F], F]:
+    """Name the access rule a dependency stands for (read by `apictl routes`)."""
+
+    def mark(dependency: F) -> F:
+        dependency.access = rule  # type: ignore[attr-defined]
+        return dependency
+
+    return mark
 
 
 def runtime(request: Request) -> Runtime:
@@ -37,6 +63,7 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+@access("token")
 async def current_principal(request: Request) -> Principal:
     token = bearer_token(request)
     if token is None:
@@ -48,21 +75,46 @@ async def current_principal(request: Request) -> Principal:
     return principal
 
 
-async def optional_principal(request: Request) -> Principal | None:
-    """The caller if a token was sent (it must then be valid), else None."""
-    return await current_principal(request) if "authorization" in request.headers else None
-
-
-async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+def _admin(principal: Principal) -> Principal:
     if not principal.is_admin:
         raise Forbidden("admins only")
     return principal
 
 
+@access("admin")
+async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    return _admin(principal)
+
+
+@access("admin unless open signup")
+async def signup_principal(request: Request) -> Principal | None:
+    """With APICTL_OPEN_SIGNUP anyone (a token, if sent, must be valid); else an admin."""
+    if runtime(request).settings.open_signup:
+        return await current_principal(request) if "authorization" in request.headers else None
+    return _admin(await current_principal(request))
+
+
+@access("self or admin")
+async def self_or_admin(
+    user_id: UUID, principal: Annotated[Principal, Depends(current_principal)]
+) -> Principal:
+    if user_id != principal.user_id and not principal.is_admin:
+        raise Forbidden("you may only change your own account")
+    return principal
+
+
+@access("owner or admin")
+async def owner_or_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """Authenticated here; ownership is checked on the row by the write itself (crud.Crud)."""
+    return principal
+
+
 Rt = Annotated[Runtime, Depends(get_runtime)]
 CurrentUser = Annotated[Principal, Depends(current_principal)]
-MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
 AdminUser = Annotated[Principal, Depends(admin_principal)]
+SignupCaller = Annotated[Principal | None, Depends(signup_principal)]
+SelfOrAdmin = Annotated[Principal, Depends(self_or_admin)]
+OwnerOrAdmin = Annotated[Principal, Depends(owner_or_admin)]
 
 # Query parameters of every page endpoint
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1..100)")]

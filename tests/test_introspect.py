@@ -32,26 +32,38 @@ def by_endpoint(routes: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str,
     return {(method, r["path"]): r for r in routes for method in r["methods"] if method != "HEAD"}
 
 
-def test_routes_lists_every_endpoint_with_its_auth_and_handler(apictl: Apictl) -> None:
+# SPEC section 6, "who" column, one row per endpoint, in the words of `apictl routes`:
+# anyone -> none; "admin (anyone if APICTL_OPEN_SIGNUP)" -> admin unless open signup;
+# "self (name, password) or admin (all)" -> self or admin; "author or admin" -> owner or admin.
+SPEC_WHO = {
+    ("GET", "/health"): "none",
+    ("GET", "/ready"): "none",
+    ("GET", "/metrics"): "none",
+    ("POST", "/api/v1/auth/login"): "none",
+    ("POST", "/api/v1/auth/logout"): "token",
+    ("POST", "/api/v1/users"): "admin unless open signup",
+    ("GET", "/api/v1/users/me"): "token",
+    ("GET", "/api/v1/users/{user_id}"): "token",
+    ("GET", "/api/v1/users"): "admin",
+    ("PATCH", "/api/v1/users/{user_id}"): "self or admin",
+    ("DELETE", "/api/v1/users/{user_id}"): "admin",
+    ("GET", "/api/v1/posts"): "token",
+    ("POST", "/api/v1/posts"): "token",
+    ("GET", "/api/v1/posts/{post_id}"): "token",
+    ("PATCH", "/api/v1/posts/{post_id}"): "owner or admin",
+    ("DELETE", "/api/v1/posts/{post_id}"): "owner or admin",
+    ("GET", "/api/v1/events"): "token",
+    ("GET", "/openapi.json"): "none",
+    ("GET", "/docs"): "none",
+}
+
+
+def test_routes_are_exactly_the_spec_endpoints_with_their_access_rules(apictl: Apictl) -> None:
     routes = by_endpoint(routes_json(apictl))
-    expected_auth = {
-        ("GET", "/health"): "none",
-        ("GET", "/ready"): "none",
-        ("GET", "/metrics"): "none",
-        ("POST", "/api/v1/auth/login"): "none",
-        ("POST", "/api/v1/auth/logout"): "token",
-        ("POST", "/api/v1/users"): "optional",
-        ("GET", "/api/v1/users"): "admin",
-        ("GET", "/api/v1/users/me"): "token",
-        ("DELETE", "/api/v1/users/{user_id}"): "token",
-        ("GET", "/api/v1/posts"): "token",
-        ("POST", "/api/v1/posts"): "token",
-        ("PATCH", "/api/v1/posts/{post_id}"): "token",
-        ("GET", "/api/v1/events"): "token",
-        ("GET", "/openapi.json"): "none",
-        ("GET", "/docs"): "none",
+    assert {key: route["auth"] for key, route in routes.items()} == {
+        **SPEC_WHO,
+        ("GET", "/docs/oauth2-redirect"): "none",  # Swagger UI's own page
     }
-    assert {key: routes[key]["auth"] for key in expected_auth} == expected_auth
     assert routes[("GET", "/api/v1/posts")]["handler"] == "service.posts.routes:list_posts"
     assert routes[("GET", "/api/v1/posts")]["summary"] == "Posts, newest first"
 
@@ -64,11 +76,11 @@ def test_routes_auth_matches_what_the_service_enforces(
     for (method, path), route in by_endpoint(routes_json(apictl)).items():
         url = re.sub(r"\{[^}]+\}", SOME_ID, path)
         anonymous = client.request(method, url).status_code
-        if route["auth"] in ("token", "admin"):
-            assert anonymous == 401, (method, path)
-        elif route["auth"] == "none":
+        if route["auth"] == "none":
             assert anonymous != 401, (method, path)
-        if route["auth"] == "admin":
+        else:
+            assert anonymous == 401, (method, path)
+        if route["auth"] in ("admin", "admin unless open signup"):
             assert client.request(method, url, headers=alice.headers).status_code == 403
 
 

@@ -1,36 +1,26 @@
-"""The app's routes as data: methods, path, the auth each one requires and the handler serving it.
+"""The app's routes as data: methods, path, the access rule of each and the handler serving it.
 
-The auth level is read from each endpoint's dependency tree (which of deps.py's principals it
-asks for), so a new resource's routes are described correctly without being listed anywhere.
+The rule is read from each endpoint's dependency tree: the first dependency (nearest the
+endpoint) that `service.deps.access` named, so a new resource's routes are described correctly
+without being listed anywhere, from the same declaration that enforces them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 
-from service.deps import admin_principal, current_principal, optional_principal
-
-Auth = Literal["none", "optional", "token", "admin"]
-
-# Strongest first: an admin route also depends on current_principal (through admin_principal).
-_AUTH_BY_DEPENDENCY: tuple[tuple[Callable[..., Any], Auth], ...] = (
-    (admin_principal, "admin"),
-    (current_principal, "token"),
-    (optional_principal, "optional"),
-)
+NO_RULE = "none"
 
 
 @dataclass(frozen=True, slots=True)
 class RouteInfo:
     methods: list[str]
     path: str
-    auth: Auth
+    auth: str  # the access rule: none, token, admin, owner or admin, ...
     handler: str  # module:qualified.name
     summary: str | None
 
@@ -54,14 +44,13 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
     return table
 
 
-def required_auth(dependant: Dependant | None) -> Auth:
-    """The strongest principal dependency anywhere in the endpoint's dependency tree."""
-    calls = set(_calls(dependant)) if dependant else set()
-    return next((auth for call, auth in _AUTH_BY_DEPENDENCY if call in calls), "none")
-
-
-def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
-    for sub in dependant.dependencies:
-        if sub.call is not None:
-            yield sub.call
-        yield from _calls(sub)
+def required_auth(dependant: Dependant | None) -> str:
+    """The access rule nearest the endpoint in its dependency tree (breadth first)."""
+    level = list(dependant.dependencies) if dependant else []
+    while level:
+        for sub in level:
+            rule = getattr(sub.call, "access", None)
+            if isinstance(rule, str):
+                return rule
+        level = [deeper for sub in level for deeper in sub.dependencies]
+    return NO_RULE

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from service.deps import CurrentUser, Cursor, Limit, Rt
+from service.deps import CurrentUser, Cursor, Limit, OwnerOrAdmin, Rt
 from service.pagination import DEFAULT_LIMIT, Page
 from service.posts.schemas import NewPost, Post, PostChanges
 from service.posts.service import posts
@@ -38,11 +38,11 @@ async def get_post(post_id: UUID, rt: Rt, caller: CurrentUser) -> Post:
 
 
 @router.patch("/{post_id}", summary="Change a post (author or admin)")
-async def update_post(post_id: UUID, changes: PostChanges, rt: Rt, caller: CurrentUser) -> Post:
+async def update_post(post_id: UUID, changes: PostChanges, rt: Rt, caller: OwnerOrAdmin) -> Post:
     return await posts.change(rt, caller, post_id, changes)
 
 
 @router.delete("/{post_id}", status_code=204, summary="Delete a post (author or admin)")
-async def delete_post(post_id: UUID, rt: Rt, caller: CurrentUser) -> Response:
+async def delete_post(post_id: UUID, rt: Rt, caller: OwnerOrAdmin) -> Response:
     await posts.remove(rt, caller, post_id)
     return Response(status_code=204)

@@ -7,8 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from service.deps import AdminUser, CurrentUser, Cursor, Limit, MaybeUser, Rt
-from service.errors import Forbidden, Unauthorized
+from service.deps import AdminUser, CurrentUser, Cursor, Limit, Rt, SelfOrAdmin, SignupCaller
 from service.pagination import DEFAULT_LIMIT, Page
 from service.users import service
 from service.users.schemas import NewUser, User, UserChanges
@@ -17,12 +16,7 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
 @router.post("", status_code=201, summary="Create a user (admin, or anyone with open signup)")
-async def create_user(new: NewUser, rt: Rt, caller: MaybeUser) -> User:
-    if not rt.settings.open_signup:
-        if caller is None:
-            raise Unauthorized()
-        if not caller.is_admin:
-            raise Forbidden("only an admin may create users")
+async def create_user(new: NewUser, rt: Rt, caller: SignupCaller) -> User:
     return await service.create_user(rt, new)
 
 
@@ -44,11 +38,11 @@ async def get_user(user_id: UUID, rt: Rt, caller: CurrentUser) -> User:
 
 
 @router.patch("/{user_id}", summary="Change a user: self (name, password) or admin (all)")
-async def update_user(user_id: UUID, changes: UserChanges, rt: Rt, caller: CurrentUser) -> User:
+async def update_user(user_id: UUID, changes: UserChanges, rt: Rt, caller: SelfOrAdmin) -> User:
     return await service.update_user(rt, caller, user_id, changes)
 
 
 @router.delete("/{user_id}", status_code=204, summary="Delete a user (admin)")
-async def delete_user(user_id: UUID, rt: Rt, caller: CurrentUser) -> Response:
-    await service.delete_user(rt, caller, user_id)
+async def delete_user(user_id: UUID, rt: Rt, caller: AdminUser) -> Response:
+    await service.delete_user(rt, user_id)
     return Response(status_code=204)
