@@ -16,6 +16,8 @@
     ├── InternalError             500 internal_error
     └── ServiceUnavailable        503 service_unavailable (Retry-After)
 
+Raised by the CLI's operations only, beside the tree: ops.migrations.MigrationError.
+
 The domain raises these and knows nothing of HTTP or the CLI: `service.http.errors` renders
 them as the unified error body, `apictl.errors` as an exit code and one line.
 """

@@ -24,7 +24,10 @@ from service.errors import AppError, InternalError, MethodNotAllowed, Validation
 from service.http.context import current_request_id
 from service.validation import error_details
 
-_BY_STATUS: dict[int, type[AppError]] = {cls.status: cls for cls in AppError.__subclasses__()}
+# The tree of service.errors (errors of the CLI's operations elsewhere never reach HTTP)
+_BY_STATUS: dict[int, type[AppError]] = {
+    cls.status: cls for cls in AppError.__subclasses__() if cls.__module__ == AppError.__module__
+}
 # Answered by the protocol or the router, never by an operation: left out of the OpenAPI document
 _NOT_OPERATIONS = {400, MethodNotAllowed.status, 431}
 
