@@ -82,16 +82,19 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def usage(path: list[str], command: Command) -> str:
+    """The command path, then its arguments, then its options."""
+    params = sorted(command.params, key=lambda p: not isinstance(p, TyperArgument))
+    return " ".join([*path, *(piece for piece in map(param_usage, params) if piece)])
+
+
 def command_table() -> list[str]:
     rows = ["| command | does |", "| --- | --- |"]
     for path, command in leaf_commands():
-        params = sorted(command.params, key=lambda p: not isinstance(p, TyperArgument))
-        pieces = [p for p in map(param_usage, params) if p]
         help_text = command.help
         if isinstance(command, TyperGroup):  # a group that runs alone: its callback says what
             help_text = command.callback.__doc__ if command.callback else None
-        usage = " ".join([*path, *pieces])
-        rows.append(f"| `{usage}` | {_cell(first_paragraph(help_text))} |")
+        rows.append(f"| `{usage(path, command)}` | {_cell(first_paragraph(help_text))} |")
     return rows
 
 
