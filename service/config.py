@@ -75,34 +75,49 @@ class Settings(BaseSettings):
     )
 
     env: Literal["development", "production"] = Field(
-        "development", description="development or production", examples=["production"]
+        "development",
+        description="`development` or `production` (production refuses embedded servers)",
+        examples=["production"],
     )
     host: str = Field("127.0.0.1", description="address to listen on", examples=["0.0.0.0"])
     port: int = Field(8080, ge=1, le=65535, description="port to listen on", examples=[8080])
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
-        "info", description="lowest level logged", examples=["info"]
+        "info",
+        description="lowest level logged: `debug`, `info`, `warning`, `error`, `critical`",
+        examples=["info"],
     )
     log_format: Literal["json", "console"] | None = Field(
-        None, description="json or console (default: json in production)", examples=["json"]
+        None,
+        description="`json` or `console`",
+        examples=["json"],
+        json_schema_extra={"readme_default": "`json` in production, else `console`"},
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="comma list of allowed origins; empty = no CORS headers",
+        description="comma list of allowed origins; empty: no CORS headers",
         examples=["https://app.example.com,https://admin.example.com"],
     )
     cors_allow_credentials: bool = Field(
-        False, description="send Access-Control-Allow-Credentials", examples=["false"]
+        False,
+        description="send `Access-Control-Allow-Credentials` (refused with `*`)",
+        examples=["false"],
     )
     max_body_bytes: int = Field(
-        1024 * 1024, ge=1, description="largest request body accepted", examples=[1048576]
+        1024 * 1024,
+        ge=1,
+        description="largest request body accepted; a larger one gets 413",
+        examples=[1048576],
     )
     body_timeout: float = Field(
-        30.0, gt=0, description="seconds to receive a request body (then 408)", examples=[30]
+        30.0,
+        gt=0,
+        description="seconds to receive a request body (a slower one gets 408)",
+        examples=[30],
     )
-    db_pool_min: int = Field(5, ge=0, description="connections kept open", examples=[5])
+    db_pool_min: int = Field(5, ge=0, description="connections kept open per process", examples=[5])
     db_pool_max: int = Field(20, ge=1, description="most connections per process", examples=[20])
     db_acquire_timeout: float = Field(
-        3.0, gt=0, description="seconds to wait for a pool connection", examples=[3]
+        3.0, gt=0, description="seconds to wait for a pool connection (then 503)", examples=[3]
     )
     db_idle_timeout: float = Field(
         600.0, gt=0, description="seconds before an idle connection is closed", examples=[600]
@@ -111,18 +126,24 @@ class Settings(BaseSettings):
         1800.0, gt=0, description="seconds before a connection is replaced", examples=[1800]
     )
     db_command_timeout: float = Field(
-        10.0, gt=0, description="seconds per statement (also statement_timeout)", examples=[10]
+        10.0,
+        gt=0,
+        description="seconds per statement (also PostgreSQL `statement_timeout`)",
+        examples=[10],
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="comma list of proxy addresses/networks whose X-Forwarded-For is believed",
+        description="comma list of proxy addresses/networks whose `X-Forwarded-For` counts",
         examples=["10.0.0.0/8,127.0.0.1"],
     )
     token_ttl: int = Field(
-        86400, gt=0, description="lifetime of login tokens (seconds or 24h, 30d)", examples=["24h"]
+        86400,
+        gt=0,
+        description="lifetime of login tokens (`3600`, `90m`, `24h`, `30d`)",
+        examples=["24h"],
     )
     open_signup: bool = Field(
-        False, description="anyone may POST /api/v1/users", examples=["false"]
+        False, description="anyone may create a user (`POST /api/v1/users`)", examples=["false"]
     )
     login_rate_limit: Annotated[RateLimit, NoDecode] = Field(
         RateLimit(10, 60), description="login attempts per IP and email", examples=["10/minute"]
@@ -132,24 +153,29 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         Path(".apictl"),
-        description="where embedded PostgreSQL/Redis keep data",
+        description="where the embedded PostgreSQL and Redis keep their data",
         examples=[".apictl"],
     )
     migrations_dir: Path | None = Field(
         None,
-        description="folder of SQL migrations (default: the ones shipped with apictl)",
+        description="folder of yoyo SQL migrations",
+        json_schema_extra={"readme_default": "the migrations shipped with apictl"},
         examples=["./migrations"],
     )
     database_url: str | None = Field(
         None,
         validation_alias="DATABASE_URL",
-        description="PostgreSQL URL (unset: embedded server in development)",
+        description=(
+            "PostgreSQL URL: `postgresql://user:password@host:5432/db` (production needs it)"
+        ),
+        json_schema_extra={"readme_default": "embedded (development)"},
         examples=["postgresql://app:secret@db:5432/app"],
     )
     redis_url: str | None = Field(
         None,
         validation_alias="REDIS_URL",
-        description="Redis URL (unset: embedded server in development)",
+        description="Redis URL: `redis://host:6379/0` (production needs it)",
+        json_schema_extra={"readme_default": "embedded (development)"},
         examples=["redis://redis:6379/0"],
     )
 
