@@ -11,9 +11,9 @@ admin)`), one round trip; only when nothing changed does a second query tell 404
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar, get_args
 from uuid import UUID
 
 import asyncpg
@@ -27,31 +27,32 @@ from service.runtime import Runtime
 from service.tables import Table
 
 M = TypeVar("M", bound=BaseModel)
+_STAMPS = ("created_at", "updated_at")
+
+
+def _may_be_none(annotation: Any) -> bool:
+    return type(None) in get_args(annotation)
 
 
 class Crud(Generic[M]):
     """Read, page, create, change and delete rows of `table` as `model`, with their events.
 
-    Events are `<noun>.created`, `<noun>.updated` (the row) and `<noun>.deleted` (its id and
-    owner). `insert` takes the owner first when the table is owned; `update` takes the id,
-    then its own parameters, then `is_admin` and the caller's id, and guards itself with
-    `AND (<owner> = $caller OR $is_admin)`.
+    The model's own fields (all but id, the owner and the timestamps), in its order, are the
+    parameters of the statements: `insert` takes the owner, then each field; `update` takes
+    the id, then each field (preceded by a was-it-given flag when the model lets it be null,
+    so that an explicit null clears it), then `is_admin` and the caller's id, and guards
+    itself with `AND (<owner> = $caller OR $is_admin)`. Events are `<noun>.created`,
+    `<noun>.updated` (the row) and `<noun>.deleted` (its id and owner).
     """
 
     def __init__(
-        self,
-        table: Table,
-        model: type[M],
-        noun: str,
-        *,
-        insert: str,
-        update: str = "",
-        fields: Sequence[str] = (),
-        nullable: Sequence[str] = (),
+        self, table: Table, model: type[M], noun: str, *, insert: str, update: str = ""
     ) -> None:
         self.table, self.model, self.noun = table, model, noun
         self.insert, self.update = insert, update
-        self.fields, self.nullable = tuple(fields), frozenset(nullable)
+        fields = model.model_fields
+        self.fields = tuple(n for n in fields if n not in {"id", table.owner, *_STAMPS})
+        self.nullable = frozenset(n for n in self.fields if _may_be_none(fields[n].annotation))
         # built once here: the request path only looks them up
         self.by_id, self.exists, self.delete = table.by_id, table.exists, table.delete
         self.pages = {
@@ -99,8 +100,7 @@ class Crud(Generic[M]):
     async def change(self, rt: Runtime, actor: Principal, item_id: UUID, changes: BaseModel) -> M:
         """The guarded UPDATE (owner or admin) with the fields given; publishes `<noun>.updated`.
 
-        A field left out or null keeps its value; a `nullable` one is preceded by a flag (was
-        it given?), so that an explicit null clears it.
+        A field left out (or null, unless it may be null) keeps its value.
         """
         args: list[Any] = []
         for name in self.fields:

@@ -11,16 +11,12 @@ import contextlib
 import hashlib
 import os
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx2
 import psycopg
@@ -28,6 +24,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from fixtures.accounts import PASSWORD, Account
+from fixtures.servers import APICTL, RunningServer, Servers, free_port, with_database
 from service.app import create_app
 from service.auth.passwords import Passwords
 from service.config import Settings, load_settings
@@ -35,25 +33,6 @@ from service.ops.migrations import Migrator
 from service.process.embedded import detach, start_postgres, start_redis
 
 TEMPLATE_DB = f"apictl_template_{os.getpid()}"
-APICTL = str(Path(sys.executable).parent / "apictl")
-
-
-@dataclass(frozen=True)
-class Servers:
-    postgres_url: str  # any database on the server, used to create and drop test databases
-    redis_url: str
-
-
-def with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name` on the same server."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _admin(url: str, *statements: str) -> None:
@@ -62,10 +41,10 @@ def _admin(url: str, *statements: str) -> None:
             conn.execute(statement.encode())
 
 
-@pytest.fixture
-def free_port() -> int:
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on."""
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture
@@ -183,28 +162,13 @@ def server_env(database_url: str, redis_url: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
 
 
-@dataclass
-class RunningServer:
-    """An `apictl serve` subprocess, where it listens and where its output goes."""
-
-    process: subprocess.Popen[str]
-    url: str
-    log: Path  # stdout and stderr: a file, so a chatty server never blocks on a full pipe
-
-    def stop(self, timeout: float = 15) -> tuple[int, str]:
-        """SIGTERM, wait; return (exit code, everything it wrote)."""
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=timeout)
-        return self.process.returncode, self.log.read_text()
-
-
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     """Start `apictl serve` on a free port and wait until /health answers (at most 30 s)."""
     started: list[RunningServer] = []
 
     def start(env: dict[str, str], *args: str, wait: float = 30) -> RunningServer:
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"server-{port}.log"
         with log.open("w") as output:
             process = subprocess.Popen(
@@ -233,9 +197,6 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
             server.process.wait()
 
 
-PASSWORD = "correct horse battery"
-
-
 @pytest.fixture
 def password() -> str:
     """The password of every make_account() user."""
@@ -250,19 +211,6 @@ def password_hash() -> str:
         return passwords.hasher.hash(PASSWORD)
     finally:
         passwords.close()
-
-
-@dataclass(frozen=True)
-class Account:
-    """A user straight in the database, with an API token and its Authorization header."""
-
-    id: str
-    email: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @pytest.fixture

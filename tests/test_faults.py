@@ -22,10 +22,11 @@ from typing import Any
 import httpx2
 import psutil
 import pytest
-from conftest import Account, RunningServer, _free_port
-from faults import Load, PrivatePostgres, PrivateRedis, watch
-from sse_client import subscribe
 
+from fixtures.accounts import Account
+from fixtures.faults import Load, PrivatePostgres, PrivateRedis, watch
+from fixtures.servers import RunningServer, free_port
+from fixtures.sse_client import subscribe
 from service.config import load_settings
 from service.events.sse import KEEPALIVE_SECONDS
 from service.ops.migrations import Migrator
@@ -40,14 +41,14 @@ SLOWEST_FAILURE = max(ACQUIRE_TIMEOUT, COMMAND_TIMEOUT) + 1.0  # SPEC: timeout +
 
 @pytest.fixture
 def private_pg() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres(_free_port())
+    server = PrivatePostgres(free_port())
     yield server
     server.stop()
 
 
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis(_free_port())
+    server = PrivateRedis(free_port())
     yield server
     server.close()
 

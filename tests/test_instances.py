@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2
 
-Account = Any  # tests.conftest.Account
+from fixtures.accounts import Account
 
 
 def _wait_for_status(url: str, headers: dict[str, str], status: int, within: float) -> float:

@@ -156,8 +156,6 @@ def _service(r: Resource) -> dict[str, str]:
     }
     return {
         "service_imports": imports(common),
-        "fields": py([f.name for f in r.fields], indent=4),
-        "nullable": py([f.name for f in r.fields if f.optional], indent=4),
         "routes_imports": imports(routes),
     }
 
@@ -193,29 +191,25 @@ def _maker(r: Resource) -> tuple[str, dict[str, object], dict[str, str]]:
 
 
 def _tests(r: Resource, referenced: list[Resource]) -> dict[str, str]:
+    """The values tests/<name>/test_api.py gives the CRUD contract, and the parts of it that
+    its fields call for (References, Optional)."""
+    optional = [f.name for f in r.fields if f.optional]
+    bases = [*(["References"] if r.references else []), *(["Optional"] if optional else [])]
+    invalid = [Code(f"({py(f.name)}, {value})") for f in r.fields for value in _invalid(f)]
+    crud = ["Maker", *(bases or ["CrudContract"])]
+    crud += ["MISSING"] if "MISSING" in "".join(invalid) else []
     edges = {f.name: edge for f in r.fields if (edge := _edge(f)) is not None}
-    invalid = [
-        Code(f"({py(name)}, {py('00000000-0000-4000-8000-000000000000')})")
-        for name in ("id", "owner_id")  # unknown fields: the server sets them
-    ]
-    invalid += [Code(f"({py(f.name)}, {value})") for f in r.fields for value in _invalid(f)]
     return {
-        "makers": py({res.name: _maker(res) for res in (r, *referenced)}),
-        "changed": py({f.name: _values(f)[1] for f in r.fields if f.kind != "ref"}),
-        "edges": py(edges),
-        "invalid": py(invalid),
-        "optional": py([f.name for f in r.fields if f.optional]),
+        "imports": imports({"fixtures.crud": crud}),
+        "bases": ", ".join(bases or ["CrudContract"]),
+        "makers": py({res.name: _maker(res) for res in (r, *referenced)}, indent=4),
+        "changed": py({f.name: _values(f)[1] for f in r.fields if f.kind != "ref"}, indent=4),
+        "edges": py(edges, indent=4),
+        "invalid": py(invalid, indent=4),
+        "optional": (
+            f"\n    optional: ClassVar[list[str]] = {py(optional, indent=4)}" if optional else ""
+        ),
     }
-
-
-def _test_module(r: Resource, values: dict[str, str]) -> str:
-    """tests/test_<name>.py: the tests every resource gets, and those its fields call for."""
-    text = render("resource/test.py.tmpl", **values)
-    if r.references:
-        text += render("resource/test_references.py.tmpl", **values)
-    if any(f.optional for f in r.fields):
-        text += render("resource/test_optional.py.tmpl", **values)
-    return text
 
 
 def resource_files(
@@ -226,7 +220,7 @@ def resource_files(
     migration: tuple[str, str],
 ) -> dict[Path, str]:
     """Every file of resource `r`: the migration pair (id and dependency in `migration`),
-    service/<name>/ and tests/test_<name>.py. `referenced` are the resources its ref fields
+    service/<name>/ and tests/<name>/test_api.py. `referenced` are the resources its ref fields
     lead to (users excepted), whose rows the tests make through the API."""
     values = {
         "name": r.name,
@@ -254,7 +248,7 @@ def resource_files(
         files[root / "service" / r.name / f"{module}.py"] = render(
             f"resource/{module}.py.tmpl", **values
         )
-    files[root / "tests" / f"test_{r.name}.py"] = _test_module(r, values)
+    files[root / "tests" / r.name / "test_api.py"] = render("resource/test.py.tmpl", **values)
     for path, text in files.items():
         if path.suffix == ".py":
             _check_names(r, path, text)

@@ -36,7 +36,7 @@ def resource(
         bool, typer.Option("--force", help="Overwrite files that exist (a previous scaffold).")
     ] = False,
 ) -> None:
-    """Generate a CRUD resource: its migration, service/NAME/ and tests/test_NAME.py.
+    """Generate a CRUD resource: its migration, service/NAME/ and tests/NAME/test_api.py.
 
     Example: apictl scaffold resource notes title:str:120 body:text 'due:datetime?' post:ref:posts
 
@@ -57,4 +57,4 @@ def resource(
     except ScaffoldError as exc:
         fail(str(exc), hint="see apictl scaffold resource --help", code=2)
     write_files(files, force=force)
-    console.print(f"next: apictl migrate, then pytest tests/test_{name}.py")
+    console.print(f"next: apictl migrate, then pytest tests/{name}/")

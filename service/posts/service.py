@@ -6,11 +6,4 @@ from service.crud import Crud
 from service.posts import queries
 from service.posts.schemas import Post
 
-posts = Crud(
-    queries.TABLE,
-    Post,
-    "post",
-    insert=queries.INSERT,
-    update=queries.UPDATE,
-    fields=("title", "body"),
-)
+posts = Crud(queries.TABLE, Post, "post", insert=queries.INSERT, update=queries.UPDATE)

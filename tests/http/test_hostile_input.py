@@ -14,8 +14,9 @@ import httpx2
 import orjson
 import psutil
 import pytest
-from conftest import Account, RunningServer
 
+from fixtures.accounts import Account
+from fixtures.servers import RunningServer
 from service.http.protocol import HEADER_TIMEOUT, MAX_HEADER_BYTES
 
 MIB = 1024 * 1024

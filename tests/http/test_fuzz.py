@@ -15,7 +15,6 @@ from typing import Any
 import httpx2
 import pytest
 import schemathesis
-from conftest import Account, RunningServer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -27,6 +26,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from fixtures.accounts import Account
+from fixtures.servers import RunningServer
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 150  # per operation and mode

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
-from conftest import Account, RunningServer
+
+from fixtures.accounts import Account
+from fixtures.servers import RunningServer
 
 DB_PASSWORD = "db-pw-Zq8xR2"  # trust auth accepts any password: it only has to be in the URL
 ACCESS_FIELDS = {"ts", "level", "msg", "request_id", "method", "route", "status", "duration_ms"}

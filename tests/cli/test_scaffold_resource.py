@@ -21,9 +21,10 @@ import pytest
 import redis
 
 from apictl.scaffold.fields import singular_of
+from fixtures.servers import Servers
 from service.events.bus import STREAM
 
-SOURCE = Path(__file__).resolve().parents[1]
+SOURCE = Path(__file__).resolve().parents[2]
 PROJECT = ("apictl", "service", "migrations", "templates", "tests", "pyproject.toml")
 TOOLS = Path(sys.executable).parent
 # One field of every type; comments then refer to a scaffolded resource (notes).
@@ -46,7 +47,7 @@ NOTES_FILES = [
     "service/notes/queries.py",
     "service/notes/service.py",
     "service/notes/routes.py",
-    "tests/test_notes.py",
+    "tests/notes/test_api.py",
 ]
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -100,15 +101,15 @@ def scaffold(run: Run, *args: str) -> None:
 
 @pytest.mark.slow
 def test_generated_code_is_clean_and_its_tests_pass(
-    run: Run, project: Path, servers: Any, tmp_path: Path
+    run: Run, project: Path, servers: Servers, tmp_path: Path
 ) -> None:
     scaffold(run, *NOTES)
     scaffold(run, *COMMENTS)
     generated = [
         "service/notes",
         "service/comments",
-        "tests/test_notes.py",
-        "tests/test_comments.py",
+        "tests/notes/test_api.py",
+        "tests/comments/test_api.py",
     ]
     for command in (["ruff", "check"], ["ruff", "format", "--check"]):
         result = run(*command, *generated)
@@ -128,8 +129,8 @@ def test_generated_code_is_clean_and_its_tests_pass(
         "-p",
         "no:cacheprovider",
         f"--basetemp={tmp_path / 'generated'}",  # not the shared /tmp/pytest-of-* rotation
-        "tests/test_notes.py",
-        "tests/test_comments.py",
+        "tests/notes/test_api.py",
+        "tests/comments/test_api.py",
         env=env,
     )
     assert tests.returncode == 0, tests.stdout[-5000:]
@@ -235,7 +236,7 @@ def test_every_file_written_is_listed_with_the_next_step(run: Run, project: Path
     assert set(snapshot(project)) - before == set(NOTES_FILES)
     assert [line.split()[-1] for line in result.stdout.splitlines()[:-1]] == NOTES_FILES
     assert "apictl migrate" in result.stdout
-    assert "pytest tests/test_notes.py" in result.stdout
+    assert "pytest tests/notes/" in result.stdout
 
 
 def test_an_installed_apictl_refuses(run: Run, project: Path) -> None:

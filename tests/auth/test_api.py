@@ -13,11 +13,10 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
+from fixtures.accounts import Account
 from service.app import create_app
 from service.auth.client_ip import client_ip, parse_networks
 from service.config import RateLimit, Settings
-
-Account = Any  # tests.conftest.Account
 
 
 def login(client: TestClient, email: str, password: str) -> Any:

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from fixtures.accounts import Account
 from service.app import create_app
 from service.config import Settings
 
-Account = Any  # tests.conftest.Account (conftest is not importable as a module)
 USER_FIELDS = {"id", "email", "name", "is_admin", "is_active", "created_at"}
 
 

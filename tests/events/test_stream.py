@@ -12,14 +12,13 @@ import httpx2
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sse_client import SseReader, subscribe
 
+from fixtures.accounts import Account
+from fixtures.sse_client import SseReader, subscribe
 from service.app import create_app
 from service.config import Settings
 from service.events.bus import BACKLOG, STREAM, Event, Subscription
 from service.events.sse import frames
-
-Account = Any  # tests.conftest.Account
 
 
 def post(url: str, who: Account, title: str) -> dict[str, Any]:

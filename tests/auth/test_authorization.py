@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import Account
 from fastapi.testclient import TestClient
 
+from fixtures.accounts import Account
 from service.app import create_app
 from service.config import Settings
 

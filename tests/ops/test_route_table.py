@@ -13,11 +13,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 
+from fixtures.accounts import Account
 from service.deps import AdminUser, admin_principal
 from service.ops.route_table import route_table
 
 Apictl = Callable[..., CompletedProcess[str]]
-Account = Any  # tests.conftest.Account
+
 SOME_ID = "00000000-0000-4000-8000-000000000000"
 
 
