@@ -5,22 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx2 as httpx
 import typer
 from rich.markup import escape
 
 from apictl.output import console, fail, print_error, print_json, print_table
-from service.config import (
-    SECRET_FIELDS,
-    ConfigError,
-    Settings,
-    env_name,
-    load_settings,
-    mask_url,
-    setting_sources,
-)
 
-if TYPE_CHECKING:  # imported by `deploy` itself: it loads psycopg and yoyo
+if TYPE_CHECKING:  # each command imports what it uses (`deploy` loads psycopg and yoyo)
+    import httpx2 as httpx
+
+    from service.config import Settings
     from service.ops.deploy_checks import Finding
 
 app = typer.Typer(
@@ -32,6 +25,8 @@ EXIT_UNHEALTHY, EXIT_UNREACHABLE = 1, 2
 
 
 def _default_url() -> str:
+    from service.config import load_settings
+
     settings = load_settings()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     return f"http://{host}:{settings.port}"
@@ -50,6 +45,8 @@ def health(
     Exit 0 healthy, 1 unhealthy (an endpoint answered non-200), 2 unreachable. Usable as a
     Docker HEALTHCHECK or a Kubernetes exec probe.
     """
+    import httpx2 as httpx
+
     base = (url or _default_url()).rstrip("/")
     results: dict[str, Any] = {}
     try:
@@ -101,6 +98,8 @@ def config(
 
     Exit 1 listing every problem when the configuration is invalid.
     """
+    from service.config import ConfigError, Settings, env_name, load_settings, setting_sources
+
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -125,6 +124,8 @@ def config(
 
 
 def _display(settings: Settings, field: str) -> str:
+    from service.config import SECRET_FIELDS, mask_url
+
     value = getattr(settings, field)
     if field in SECRET_FIELDS:
         return mask_url(value) if value else "(embedded)"
@@ -149,6 +150,7 @@ def deploy(
     debug and console logs, weak or missing passwords, the database pool against the server's
     max_connections, pending migrations and drift, Redis reachable. Exit 1 if any error.
     """
+    from service.config import ConfigError, load_settings
     from service.ops.deploy_checks import config_findings, deploy_findings
 
     try:

@@ -10,14 +10,10 @@ import traceback
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from apictl import __version__, check, db, introspect, migrate, scaffold, token, user
 from apictl.output import print_error
 from apictl.serve import serve
-from service.config import ConfigError
-from service.errors import AppError
-from service.validation import error_details
 
 app = typer.Typer(
     name="apictl",
@@ -61,6 +57,20 @@ def main() -> None:
     """Console-script entry point: run the app, turn known errors into one line and an exit code."""
     try:
         app()
+    except Exception as exc:  # every failure ends as one line and an exit code
+        _report(exc)
+
+
+def _report(exc: Exception) -> None:
+    # imported only now: pydantic and the service are heavy, and --help needs neither
+    from pydantic import ValidationError
+
+    from service.config import ConfigError
+    from service.errors import AppError
+    from service.validation import error_details
+
+    try:
+        raise exc
     except ConfigError as exc:
         print_error(
             "invalid configuration:\n  " + "\n  ".join(exc.problems),

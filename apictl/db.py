@@ -13,9 +13,6 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import typer
 
 from apictl.output import fail
-from apictl.runtime import resolve_servers
-from service.config import load_settings
-from service.process.embedded import bundled_psql
 
 app = typer.Typer(help="Work with the configured database directly.", no_args_is_help=True)
 
@@ -39,6 +36,9 @@ def shell(
     SQL on stdin (not a terminal) is run and psql exits: `echo 'select 1' | apictl db shell`.
     The embedded PostgreSQL stays up while psql runs. Exit 1 if psql is missing or fails.
     """
+    from apictl.runtime import resolve_servers
+    from service.config import load_settings
+
     executable = _find_psql(psql)
     settings = load_settings()
     url = settings.database_url or resolve_servers(settings).database_url
@@ -57,6 +57,8 @@ def shell(
 
 
 def _find_psql(explicit: Path | None) -> str:
+    from service.process.embedded import bundled_psql
+
     if explicit is not None:
         if not (explicit.is_file() and os.access(explicit, os.X_OK)):
             fail(

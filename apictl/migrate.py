@@ -11,15 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.syntax import Syntax
 
 from apictl.output import console, fail, print_json, print_table, shown_path
-from apictl.runtime import resolve_servers
-from apictl.templating import migration_files, next_migration, write_files
-from service.config import load_settings
 from service.process.bundled import bundled_dir, is_source_checkout
-from service.process.migration_state import migrations_dir
 
 if TYPE_CHECKING:  # the machinery itself is imported by the commands that use it (see migrator)
     from service.ops.migration_lint import Finding
@@ -45,6 +39,8 @@ def migrator() -> Migrator:
     Imported here, not at the top: yoyo and psycopg would otherwise load with every command,
     `apictl serve` (the serving process) included.
     """
+    from apictl.runtime import resolve_servers
+    from service.config import load_settings
     from service.ops.migrations import Migrator
 
     return Migrator(resolve_servers(load_settings()))
@@ -53,6 +49,8 @@ def migrator() -> Migrator:
 @contextmanager
 def step_progress(verb: str) -> Iterator[StepCallback]:
     """A progress bar fed by Migrator.up/down's step callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(verb, total=None)
@@ -73,6 +71,8 @@ def _print_plan(title: str, steps: list[PlannedStep]) -> None:
     if not steps:
         console.print(f"{title}: nothing to do")
         return
+    from rich.syntax import Syntax  # pygments: only for a dry run
+
     console.print(f"{title} ({len(steps)}):")
     for step in steps:
         console.rule(step.id)
@@ -163,6 +163,9 @@ def new(
     """Write a new migration pair (NNNN_NAME.sql and .rollback.sql) from templates/."""
     if not _NAME.match(name):
         fail(f"invalid migration name {name!r}", hint="use snake_case: letters, digits, _", code=2)
+    from apictl.templating import migration_files, next_migration, write_files
+    from service.config import load_settings
+
     settings = load_settings()
     if settings.migrations_dir is None and not is_source_checkout():
         fail(
@@ -193,7 +196,9 @@ def lint(
     concurrently-in-transaction: ALTER TYPE ... ADD VALUE, or CONCURRENTLY, without
     `-- transactional: false`. missing-rollback: no NNNN_name.rollback.sql beside it.
     """
+    from service.config import load_settings
     from service.ops.migration_lint import lint_migration, sql_files
+    from service.process.migration_state import migrations_dir
 
     paths = sql_files(files or [migrations_dir(load_settings())])
     findings = [finding for path in paths for finding in lint_migration(path)]

@@ -10,18 +10,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import asyncpg
 import typer
-import uvicorn
 
 from apictl.output import console, fail
-from apictl.runtime import resolve_servers
-from service.config import Settings, env_name, load_settings, mask_url
-from service.http.protocol import LimitedHttpToolsProtocol
-from service.process.logs import configure_logging
-from service.process.migration_state import migration_ids, migrations_dir, pending_migrations
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 
 def _ensure_port_free(host: str, port: int) -> None:
@@ -38,6 +34,10 @@ def _ensure_port_free(host: str, port: int) -> None:
 
 
 async def _pending(settings: Settings) -> list[str]:
+    import asyncpg
+
+    from service.process.migration_state import migration_ids, migrations_dir, pending_migrations
+
     conn = await asyncpg.connect(settings.database_url, timeout=settings.db_acquire_timeout)
     try:
         return await pending_migrations(conn, migration_ids(migrations_dir(settings)))
@@ -51,6 +51,10 @@ def _migrate_first(settings: Settings, forced: bool) -> None:
     The migrator runs as its own `apictl migrate` process, so yoyo and psycopg never load
     into the serving process (a third of its memory otherwise).
     """
+    import asyncpg
+
+    from service.config import mask_url
+
     try:
         pending = asyncio.run(_pending(settings))
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
@@ -91,6 +95,13 @@ def serve(
     refuses to start while any are pending, unless --migrate. SIGTERM stops accepting, drains
     in-flight requests for up to APICTL_SHUTDOWN_TIMEOUT seconds, then exits 0.
     """
+    import uvicorn
+
+    from apictl.runtime import resolve_servers
+    from service.config import env_name, load_settings, mask_url
+    from service.http.protocol import LimitedHttpToolsProtocol
+    from service.process.logs import configure_logging
+
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = load_settings(**overrides)
     if reload and settings.is_production:

@@ -7,12 +7,6 @@ from typing import Annotated
 import typer
 
 from apictl.output import console, fail
-from apictl.scaffold.checkout import Checkout, plan_resource
-from apictl.scaffold.fields import ScaffoldError
-from apictl.templating import write_files
-from service.config import load_settings
-from service.process.bundled import checkout_root
-from service.process.migration_state import migrations_dir
 
 
 def resource(
@@ -44,6 +38,13 @@ def resource(
 
     Exit 2: an invalid name or field, or NAME is taken. Exit 1: files exist (see --force).
     """
+    from apictl.scaffold.checkout import Checkout, plan_resource
+    from apictl.scaffold.fields import ScaffoldError
+    from apictl.templating import write_files
+    from service.config import load_settings
+    from service.process.bundled import checkout_root
+    from service.process.migration_state import migrations_dir
+
     root = checkout_root()
     if root is None:
         fail(
