@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from apictl.errors import ExitCode
 from apictl.output import console, fail, print_error, print_json, print_table
 
 if TYPE_CHECKING:  # each command imports what it uses (`deploy` loads psycopg and yoyo)
@@ -20,8 +21,6 @@ app = typer.Typer(
     help="Probe a running service, validate configuration, judge production readiness.",
     no_args_is_help=True,
 )
-
-EXIT_UNHEALTHY, EXIT_UNREACHABLE = 1, 2
 
 
 def _default_url() -> str:
@@ -64,7 +63,7 @@ def health(
             )
         else:
             print_error(f"unreachable: {base} ({exc or type(exc).__name__})")
-        raise typer.Exit(EXIT_UNREACHABLE) from None
+        raise typer.Exit(ExitCode.UNREACHABLE) from None
     healthy = all(result["status_code"] == 200 for result in results.values())
     if as_json:
         print_json({"url": base, "status": "healthy" if healthy else "unhealthy", **results})
@@ -74,7 +73,7 @@ def health(
             f"{base}: {'healthy' if healthy else 'UNHEALTHY'}", ["probe", "HTTP", "detail"], rows
         )
     if not healthy:
-        raise typer.Exit(EXIT_UNHEALTHY)
+        raise typer.Exit(ExitCode.UNHEALTHY)
 
 
 def _json_or_text(response: httpx.Response) -> Any:
@@ -105,7 +104,7 @@ def config(
     except ConfigError as exc:
         if as_json:
             print_json({"valid": False, "problems": exc.problems})
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.FAILURE) from None
         fail(
             f"invalid configuration ({len(exc.problems)} problem(s)):\n  "
             + "\n  ".join(exc.problems),
@@ -164,7 +163,7 @@ def deploy(
     else:
         _print_findings(findings)
     if any(f.severity == "error" for f in findings):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILURE)
 
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}

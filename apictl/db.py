@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import typer
 
+from apictl.errors import ExitCode
 from apictl.output import fail
 
 app = typer.Typer(help="Work with the configured database directly.", no_args_is_help=True)
@@ -53,7 +54,7 @@ def shell(
     finally:
         signal.signal(signal.SIGINT, previous)
     if code.returncode:
-        raise typer.Exit(1)  # psql has said why on stderr
+        raise typer.Exit(ExitCode.FAILURE)  # psql has said why on stderr
 
 
 def _find_psql(explicit: Path | None) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from apictl.errors import ExitCode
 from apictl.output import console, fail, print_json, print_table, shown_path
 from service.process.bundled import bundled_dir, is_source_checkout
 
@@ -24,7 +25,6 @@ app = typer.Typer(
     invoke_without_command=True,
 )
 
-EXIT_PENDING, EXIT_DRIFT = 1, 3
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Print the plan and its SQL; change nothing.")
 ]
@@ -140,9 +140,9 @@ def status(
     if check:
         states = {s.state for s in statuses}
         if states & {"drift", "missing"}:
-            raise typer.Exit(EXIT_DRIFT)
+            raise typer.Exit(ExitCode.DRIFT)
         if "pending" in states:
-            raise typer.Exit(EXIT_PENDING)
+            raise typer.Exit(ExitCode.PENDING)
 
 
 _STATE_STYLE = {"applied": "green", "pending": "yellow", "drift": "bold red", "missing": "red"}
@@ -162,7 +162,11 @@ def new(
 ) -> None:
     """Write a new migration pair (NNNN_NAME.sql and .rollback.sql) from templates/."""
     if not _NAME.match(name):
-        fail(f"invalid migration name {name!r}", hint="use snake_case: letters, digits, _", code=2)
+        fail(
+            f"invalid migration name {name!r}",
+            hint="use snake_case: letters, digits, _",
+            code=ExitCode.USAGE,
+        )
     from apictl.templating import migration_files, next_migration, write_files
     from service.config import load_settings
 
@@ -207,7 +211,7 @@ def lint(
     else:
         _print_findings(findings, checked=len(paths))
     if findings:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILURE)
 
 
 def _print_findings(findings: list[Finding], checked: int) -> None:

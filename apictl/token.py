@@ -7,6 +7,7 @@ from uuid import UUID
 
 import typer
 
+from apictl.errors import ExitCode
 from apictl.output import console, errors, fail, print_json, print_table
 
 app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
@@ -26,9 +27,9 @@ def create(
     try:
         seconds = parse_duration(ttl)
     except ValueError as exc:
-        fail(f"--ttl {ttl!r} {exc}", code=2)
+        fail(f"--ttl {ttl!r} {exc}", code=ExitCode.USAGE)
     if seconds < 1:
-        fail("--ttl must be at least one second", code=2)
+        fail("--ttl must be at least one second", code=ExitCode.USAGE)
     issued = run_service(lambda rt: service.create_api_token(rt, email, name, seconds))
     print(issued.token)
     errors.print(

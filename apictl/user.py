@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from apictl.errors import ExitCode
 from apictl.output import console, fail, print_json, print_table
 
 if TYPE_CHECKING:  # the service (pydantic, asyncpg, redis) is imported by each command
@@ -31,7 +32,7 @@ def read_password(from_stdin: bool) -> str:
     if from_stdin:
         line = sys.stdin.readline().rstrip("\r\n")
         if not line:
-            fail("no password on standard input", code=2)
+            fail("no password on standard input", code=ExitCode.USAGE)
         return line
     typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return typed
@@ -146,7 +147,7 @@ def update(
         fail(
             "nothing to change",
             hint="give --name, --admin/--no-admin or --active/--inactive",
-            code=2,
+            code=ExitCode.USAGE,
         )
     user = _change(email, changes)
     console.print(f"[green]updated[/] {user.email}")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from apictl import __version__
+from apictl.errors import ExitCode
 from apictl.output import console, fail
 from service.process.bundled import bundled_dir
 
@@ -87,16 +88,16 @@ def _check_input(name: str, image: str, replicas: int, max_replicas: int) -> Non
             f"invalid name {name!r}",
             hint="use a DNS-1123 label: 1 to 55 of a-z, 0-9 and '-', not starting or ending"
             " with '-'",
-            code=2,
+            code=ExitCode.USAGE,
         )
     if not _IMAGE.fullmatch(image):
         fail(
             f"invalid image {image!r}",
             hint="use an image reference such as registry.example.com/api:1.0",
-            code=2,
+            code=ExitCode.USAGE,
         )
     if max_replicas < replicas:
-        fail(f"--max-replicas {max_replicas} is below --replicas {replicas}", code=2)
+        fail(f"--max-replicas {max_replicas} is below --replicas {replicas}", code=ExitCode.USAGE)
 
 
 def _settings() -> Settings:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from apictl.errors import ExitCode
 from apictl.output import console, fail
 
 
@@ -56,6 +57,6 @@ def resource(
     try:
         files = plan_resource(checkout, name, fields, singular)
     except ScaffoldError as exc:
-        fail(str(exc), hint="see apictl scaffold resource --help", code=2)
+        fail(str(exc), hint="see apictl scaffold resource --help", code=ExitCode.USAGE)
     write_files(files, force=force)
     console.print(f"next: apictl migrate, then pytest tests/test_{name}.py")
