@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from apictl import __version__, check, db, introspect, migrate, scaffold, token, user
+from apictl import __version__, check, dbshell, introspect, migrate, scaffold, token, user
 from apictl.errors import explain
 from apictl.output import print_error
 from apictl.serve import serve
@@ -32,7 +32,7 @@ app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(check.app, name="check")
 app.add_typer(scaffold.app, name="scaffold")
-app.add_typer(db.app, name="db")
+app.add_typer(dbshell.app, name="db")
 
 
 def _version(value: bool) -> None:

@@ -39,7 +39,7 @@ def migrator() -> Migrator:
     Imported here, not at the top: yoyo and psycopg would otherwise load with every command,
     `apictl serve` (the serving process) included.
     """
-    from apictl.runtime import resolve_servers
+    from apictl.session import resolve_servers
     from service.config import load_settings
     from service.ops.migrations import Migrator
 

@@ -97,7 +97,7 @@ def serve(
     """
     import uvicorn
 
-    from apictl.runtime import resolve_servers
+    from apictl.session import resolve_servers
     from service.config import env_name, load_settings, mask_url
     from service.http.protocol import LimitedHttpToolsProtocol
     from service.process.logs import configure_logging

@@ -20,7 +20,7 @@ def create(
     ttl: Annotated[str, typer.Option(help="Lifetime: 3600, 90m, 24h, 30d, 52w.")] = "30d",
 ) -> None:
     """Create an API token and print it once (alone on stdout, for scripts): store it now."""
-    from apictl.runtime import run_service
+    from apictl.session import run_service
     from service.auth import service
     from service.config import parse_duration
 
@@ -44,7 +44,7 @@ def list_tokens(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Tokens (never their secret): id, owner, kind, name, created, expires, last used."""
-    from apictl.runtime import run_service
+    from apictl.session import run_service
     from service.auth import service
 
     tokens = run_service(lambda rt: service.list_tokens(rt, email))
@@ -64,7 +64,7 @@ def revoke(
     token_id: Annotated[UUID, typer.Argument(help="The token's id (from token list).")],
 ) -> None:
     """Revoke a token: it stops working at once, on every instance."""
-    from apictl.runtime import run_service
+    from apictl.session import run_service
     from service.auth import service
 
     run_service(lambda rt: service.revoke_token(rt, token_id))

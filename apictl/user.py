@@ -53,7 +53,7 @@ def show_user(user: User, as_json: bool) -> None:
 
 
 def _change(email: str, changes: UserChanges) -> User:
-    from apictl.runtime import run_service
+    from apictl.session import run_service
     from service.users import service
 
     async def change(rt: Runtime) -> User:
@@ -71,7 +71,7 @@ def create(
 
     A duplicate email (in any case) exits 1.
     """
-    from apictl.runtime import run_service
+    from apictl.session import run_service
     from service.users import service
     from service.users.schemas import NewUser
 
@@ -87,7 +87,7 @@ def ensure(
     """Idempotent bootstrap: create the user if missing, else bring name and admin flag (and the
     password, only if given) in line. Prints created, updated or unchanged; exits 0 in all three.
     """
-    from apictl.runtime import run_service
+    from apictl.session import run_service
     from service.users import service
 
     password = read_password(True) if password_stdin else None
@@ -100,7 +100,7 @@ def ensure(
 @app.command("list")
 def list_users(as_json: JsonOpt = False) -> None:
     """Every user, newest first."""
-    from apictl.runtime import run_service
+    from apictl.session import run_service
     from service.users import service
 
     async def everyone(rt: Runtime) -> list[User]:
@@ -122,7 +122,7 @@ def list_users(as_json: JsonOpt = False) -> None:
 @app.command()
 def show(email: EmailArg, as_json: JsonOpt = False) -> None:
     """One user."""
-    from apictl.runtime import run_service
+    from apictl.session import run_service
     from service.users import service
 
     show_user(run_service(lambda rt: service.find_user(rt, email)), as_json)
@@ -171,7 +171,7 @@ def delete(
     """Delete a user with their tokens and posts."""
     if not yes:
         typer.confirm(f"Delete {email} with all their tokens and posts?", abort=True)
-    from apictl.runtime import run_service
+    from apictl.session import run_service
     from service.users import service
 
     async def remove(rt: Runtime) -> None:

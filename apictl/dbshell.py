@@ -1,4 +1,4 @@
-"""`apictl db`: work with the configured database directly."""
+"""`apictl db shell`: psql on the configured (or embedded) database."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def shell(
     SQL on stdin (not a terminal) is run and psql exits: `echo 'select 1' | apictl db shell`.
     The embedded PostgreSQL stays up while psql runs. Exit 1 if psql is missing or fails.
     """
-    from apictl.runtime import resolve_servers
+    from apictl.session import resolve_servers
     from service.config import load_settings
 
     executable = _find_psql(psql)
