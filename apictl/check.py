@@ -5,22 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx2 as httpx
 import typer
 from rich.markup import escape
 
+from apictl.errors import ExitCode
 from apictl.output import console, fail, print_error, print_json, print_table
-from service.config import (
-    SECRET_FIELDS,
-    ConfigError,
-    Settings,
-    env_name,
-    load_settings,
-    mask_url,
-    setting_sources,
-)
 
-if TYPE_CHECKING:  # imported by `deploy` itself: it loads psycopg and yoyo
+if TYPE_CHECKING:  # each command imports what it uses (`deploy` loads psycopg and yoyo)
+    import httpx2 as httpx
+
+    from service.config import Settings
     from service.ops.deploy_checks import Finding
 
 app = typer.Typer(
@@ -28,10 +22,10 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-EXIT_UNHEALTHY, EXIT_UNREACHABLE = 1, 2
-
 
 def _default_url() -> str:
+    from service.config import load_settings
+
     settings = load_settings()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     return f"http://{host}:{settings.port}"
@@ -50,6 +44,8 @@ def health(
     Exit 0 healthy, 1 unhealthy (an endpoint answered non-200), 2 unreachable. Usable as a
     Docker HEALTHCHECK or a Kubernetes exec probe.
     """
+    import httpx2 as httpx
+
     base = (url or _default_url()).rstrip("/")
     results: dict[str, Any] = {}
     try:
@@ -67,7 +63,7 @@ def health(
             )
         else:
             print_error(f"unreachable: {base} ({exc or type(exc).__name__})")
-        raise typer.Exit(EXIT_UNREACHABLE) from None
+        raise typer.Exit(ExitCode.UNREACHABLE) from None
     healthy = all(result["status_code"] == 200 for result in results.values())
     if as_json:
         print_json({"url": base, "status": "healthy" if healthy else "unhealthy", **results})
@@ -77,7 +73,7 @@ def health(
             f"{base}: {'healthy' if healthy else 'UNHEALTHY'}", ["probe", "HTTP", "detail"], rows
         )
     if not healthy:
-        raise typer.Exit(EXIT_UNHEALTHY)
+        raise typer.Exit(ExitCode.UNHEALTHY)
 
 
 def _json_or_text(response: httpx.Response) -> Any:
@@ -101,12 +97,14 @@ def config(
 
     Exit 1 listing every problem when the configuration is invalid.
     """
+    from service.config import ConfigError, Settings, env_name, load_settings, setting_sources
+
     try:
         settings = load_settings()
     except ConfigError as exc:
         if as_json:
             print_json({"valid": False, "problems": exc.problems})
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.FAILURE) from None
         fail(
             f"invalid configuration ({len(exc.problems)} problem(s)):\n  "
             + "\n  ".join(exc.problems),
@@ -125,6 +123,8 @@ def config(
 
 
 def _display(settings: Settings, field: str) -> str:
+    from service.config import SECRET_FIELDS, mask_url
+
     value = getattr(settings, field)
     if field in SECRET_FIELDS:
         return mask_url(value) if value else "(embedded)"
@@ -149,6 +149,7 @@ def deploy(
     debug and console logs, weak or missing passwords, the database pool against the server's
     max_connections, pending migrations and drift, Redis reachable. Exit 1 if any error.
     """
+    from service.config import ConfigError, load_settings
     from service.ops.deploy_checks import config_findings, deploy_findings
 
     try:
@@ -162,7 +163,7 @@ def deploy(
     else:
         _print_findings(findings)
     if any(f.severity == "error" for f in findings):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILURE)
 
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}

@@ -1,6 +1,7 @@
 """The `apictl` command: one Typer app, one sub-app per command group, errors mapped here.
 
-Exit codes: 0 success; 1 failure (unhealthy, not found, conflict, bad config); 2 usage error.
+Exit codes (see apictl.errors): 0 success; 1 failure (unhealthy, not found, conflict, bad
+config); 2 usage error; 3 migration drift (`migrate status --check`).
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ import traceback
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from apictl import __version__, check, db, introspect, migrate, scaffold, token, user
+from apictl import __version__, check, dbshell, introspect, migrate, scaffold, token, user
+from apictl.errors import explain
 from apictl.output import print_error
 from apictl.serve import serve
-from service.config import ConfigError
-from service.errors import AppError
-from service.validation import error_details
 
 app = typer.Typer(
     name="apictl",
@@ -34,7 +32,7 @@ app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(check.app, name="check")
 app.add_typer(scaffold.app, name="scaffold")
-app.add_typer(db.app, name="db")
+app.add_typer(dbshell.app, name="db")
 
 
 def _version(value: bool) -> None:
@@ -58,27 +56,14 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turn known errors into one line and an exit code."""
+    """Console-script entry point: run the app, turn every error into one line and an exit code
+    (the table is apictl.errors)."""
     try:
         app()
-    except ConfigError as exc:
-        print_error(
-            "invalid configuration:\n  " + "\n  ".join(exc.problems),
-            hint="see `apictl check config` and the README's configuration table",
-        )
-        sys.exit(1)
-    except ValidationError as exc:  # bad values given on the command line
-        problems = [f"{d['field']}: {d['message']}" for d in error_details(exc.errors())]
-        print_error("invalid input:\n  " + "\n  ".join(problems))
-        sys.exit(2)
-    except AppError as exc:
-        print_error(str(exc))
-        sys.exit(1)
     except Exception as exc:
-        if "--debug" in sys.argv:
+        failure = explain(exc)
+        if failure.unexpected and "--debug" in sys.argv:
             traceback.print_exc()
         else:
-            print_error(
-                f"{type(exc).__name__}: {exc}", hint="run again with --debug for the traceback"
-            )
-        sys.exit(1)
+            print_error(failure.message, hint=failure.outcome.hint)
+        sys.exit(failure.outcome.code)

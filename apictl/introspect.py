@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from apictl.output import console, fail, json_bytes, print_json, print_table
-from service.config import load_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -23,6 +22,7 @@ _AUTH_STYLE = {"none": "dim", "token": "yellow"}  # every other rule narrows who
 def _app() -> FastAPI:
     """The service as configured, built but not started (imported here: FastAPI is heavy)."""
     from service.app import create_app
+    from service.config import load_settings
 
     return create_app(load_settings())
 

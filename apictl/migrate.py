@@ -11,15 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.syntax import Syntax
 
+from apictl.errors import ExitCode
 from apictl.output import console, fail, print_json, print_table, shown_path
-from apictl.runtime import resolve_servers
-from apictl.templating import migration_files, next_migration, write_files
-from service.config import load_settings
 from service.process.bundled import bundled_dir, is_source_checkout
-from service.process.migration_state import migrations_dir
 
 if TYPE_CHECKING:  # the machinery itself is imported by the commands that use it (see migrator)
     from service.ops.migration_lint import Finding
@@ -30,7 +25,6 @@ app = typer.Typer(
     invoke_without_command=True,
 )
 
-EXIT_PENDING, EXIT_DRIFT = 1, 3
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Print the plan and its SQL; change nothing.")
 ]
@@ -45,6 +39,8 @@ def migrator() -> Migrator:
     Imported here, not at the top: yoyo and psycopg would otherwise load with every command,
     `apictl serve` (the serving process) included.
     """
+    from apictl.session import resolve_servers
+    from service.config import load_settings
     from service.ops.migrations import Migrator
 
     return Migrator(resolve_servers(load_settings()))
@@ -53,6 +49,8 @@ def migrator() -> Migrator:
 @contextmanager
 def step_progress(verb: str) -> Iterator[StepCallback]:
     """A progress bar fed by Migrator.up/down's step callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(verb, total=None)
@@ -73,6 +71,8 @@ def _print_plan(title: str, steps: list[PlannedStep]) -> None:
     if not steps:
         console.print(f"{title}: nothing to do")
         return
+    from rich.syntax import Syntax  # pygments: only for a dry run
+
     console.print(f"{title} ({len(steps)}):")
     for step in steps:
         console.rule(step.id)
@@ -140,9 +140,9 @@ def status(
     if check:
         states = {s.state for s in statuses}
         if states & {"drift", "missing"}:
-            raise typer.Exit(EXIT_DRIFT)
+            raise typer.Exit(ExitCode.DRIFT)
         if "pending" in states:
-            raise typer.Exit(EXIT_PENDING)
+            raise typer.Exit(ExitCode.PENDING)
 
 
 _STATE_STYLE = {"applied": "green", "pending": "yellow", "drift": "bold red", "missing": "red"}
@@ -162,7 +162,14 @@ def new(
 ) -> None:
     """Write a new migration pair (NNNN_NAME.sql and .rollback.sql) from templates/."""
     if not _NAME.match(name):
-        fail(f"invalid migration name {name!r}", hint="use snake_case: letters, digits, _", code=2)
+        fail(
+            f"invalid migration name {name!r}",
+            hint="use snake_case: letters, digits, _",
+            code=ExitCode.USAGE,
+        )
+    from apictl.templating import migration_files, next_migration, write_files
+    from service.config import load_settings
+
     settings = load_settings()
     if settings.migrations_dir is None and not is_source_checkout():
         fail(
@@ -193,7 +200,9 @@ def lint(
     concurrently-in-transaction: ALTER TYPE ... ADD VALUE, or CONCURRENTLY, without
     `-- transactional: false`. missing-rollback: no NNNN_name.rollback.sql beside it.
     """
+    from service.config import load_settings
     from service.ops.migration_lint import lint_migration, sql_files
+    from service.process.migration_state import migrations_dir
 
     paths = sql_files(files or [migrations_dir(load_settings())])
     findings = [finding for path in paths for finding in lint_migration(path)]
@@ -202,7 +211,7 @@ def lint(
     else:
         _print_findings(findings, checked=len(paths))
     if findings:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILURE)
 
 
 def _print_findings(findings: list[Finding], checked: int) -> None:

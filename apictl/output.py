@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from apictl.errors import ExitCode
+
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 
@@ -52,7 +54,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
+def fail(message: str, hint: str | None = None, code: ExitCode = ExitCode.FAILURE) -> NoReturn:
     """Print the error (and a hint), then exit with `code`."""
     print_error(message, hint)
     raise typer.Exit(code)

@@ -1,4 +1,9 @@
-"""`apictl serve`: run the API under uvicorn (uvloop + httptools), draining on SIGTERM."""
+"""`apictl serve`: the serving process's lifecycle, in order, one step per function.
+
+settings -> embedded servers -> migrations -> workers -> signals -> uvicorn, then exit 0 once
+SIGTERM has drained. What the steps resolved reaches the worker (and migrator) processes in one
+hand-over (service.process.handover).
+"""
 
 from __future__ import annotations
 
@@ -10,63 +15,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
-import asyncpg
 import typer
-import uvicorn
 
 from apictl.output import console, fail
-from apictl.runtime import resolve_servers
-from service.config import Settings, env_name, load_settings, mask_url
-from service.http.protocol import LimitedHttpToolsProtocol
-from service.process.logs import configure_logging
-from service.process.migration_state import migration_ids, migrations_dir, pending_migrations
 
-
-def _ensure_port_free(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            fail(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                hint="stop the other process or choose another port with --port or APICTL_PORT",
-            )
-
-
-async def _pending(settings: Settings) -> list[str]:
-    conn = await asyncpg.connect(settings.database_url, timeout=settings.db_acquire_timeout)
-    try:
-        return await pending_migrations(conn, migration_ids(migrations_dir(settings)))
-    finally:
-        await conn.close()
-
-
-def _migrate_first(settings: Settings, forced: bool) -> None:
-    """Apply pending migrations (development or --migrate), or refuse to serve (production).
-
-    The migrator runs as its own `apictl migrate` process, so yoyo and psycopg never load
-    into the serving process (a third of its memory otherwise).
-    """
-    try:
-        pending = asyncio.run(_pending(settings))
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        fail(
-            f"database unreachable at {mask_url(str(settings.database_url))}: {exc}",
-            hint="check DATABASE_URL and that PostgreSQL is running",
-        )
-    if not pending:
-        return
-    if settings.is_production and not forced:
-        fail(
-            f"{len(pending)} migration(s) pending: {', '.join(pending)}",
-            hint="run `apictl migrate` first (or `apictl serve --migrate`)",
-        )
-    if subprocess.run([sys.executable, "-m", "apictl", "migrate"], check=False).returncode:
-        fail("migrations failed; not serving", hint="see the migration error above")
+if TYPE_CHECKING:
+    from service.config import Settings
 
 
 def serve(
@@ -91,22 +49,109 @@ def serve(
     refuses to start while any are pending, unless --migrate. SIGTERM stops accepting, drains
     in-flight requests for up to APICTL_SHUTDOWN_TIMEOUT seconds, then exits 0.
     """
+    settings = _settings(host, port, reload)
+    settings = _servers(settings)
+    _migrations(settings, forced=migrate)
+    with _workers(settings, workers):
+        _announce(settings, workers)
+        _trap_signals()
+        _run(settings, workers, reload)
+
+
+def _settings(host: str | None, port: int | None, reload: bool) -> Settings:
+    """Settings with the command line's host and port; logging configured by them."""
+    from service.config import load_settings
+    from service.process.logs import configure_logging
+
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = load_settings(**overrides)
     if reload and settings.is_production:
         fail("--reload is for development", hint="unset it, or set APICTL_ENV=development")
     configure_logging(settings)
+    return settings
+
+
+def _servers(settings: Settings) -> Settings:
+    """The port is free and both servers are resolved (embedded ones started); every process
+    started from now on (migrator, workers) is handed what was resolved."""
+    from apictl.session import resolve_servers
+    from service.process import handover
+
     _ensure_port_free(settings.host, settings.port)
     settings = resolve_servers(settings)
-    # Workers, the reloader's children and the migrator read settings from the environment:
-    # hand them the resolved servers and the command-line overrides that way.
-    for field in ("database_url", "redis_url", "host", "port"):
-        os.environ[env_name(field)] = str(getattr(settings, field))
-    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        # workers count into shared files, so /metrics adds them up whichever one answers
-        metrics_dir = tempfile.TemporaryDirectory(prefix="apictl-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
-    _migrate_first(settings, migrate)
+    handover.write(settings)
+    return settings
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                hint="stop the other process or choose another port with --port or APICTL_PORT",
+            )
+
+
+def _migrations(settings: Settings, forced: bool) -> None:
+    """Apply pending migrations (development or --migrate), or refuse to serve (production).
+
+    The migrator runs as its own `apictl migrate` process, so yoyo and psycopg never load
+    into the serving process (a third of its memory otherwise).
+    """
+    pending = _pending(settings)
+    if not pending:
+        return
+    if settings.is_production and not forced:
+        fail(
+            f"{len(pending)} migration(s) pending: {', '.join(pending)}",
+            hint="run `apictl migrate` first (or `apictl serve --migrate`)",
+        )
+    if subprocess.run([sys.executable, "-m", "apictl", "migrate"], check=False).returncode:
+        fail("migrations failed; not serving", hint="see the migration error above")
+
+
+def _pending(settings: Settings) -> list[str]:
+    """The migrations not applied yet; exit 1 if the database does not answer."""
+    import asyncpg
+
+    from service.config import mask_url
+    from service.process.migration_state import migration_ids, migrations_dir, pending_migrations
+
+    async def pending() -> list[str]:
+        conn = await asyncpg.connect(settings.database_url, timeout=settings.db_acquire_timeout)
+        try:
+            return await pending_migrations(conn, migration_ids(migrations_dir(settings)))
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(pending())
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        fail(
+            f"database unreachable at {mask_url(str(settings.database_url))}: {exc}",
+            hint="check DATABASE_URL and that PostgreSQL is running",
+        )
+
+
+@contextmanager
+def _workers(settings: Settings, workers: int) -> Iterator[None]:
+    """Several workers count into shared files, so /metrics adds them up whichever one
+    answers; the folder is removed when serving ends (unless PROMETHEUS_MULTIPROC_DIR is set)."""
+    if workers == 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="apictl-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus-client
+        yield
+
+
+def _announce(settings: Settings, workers: int) -> None:
+    from service.config import mask_url
+
     assert settings.database_url is not None
     assert settings.redis_url is not None
     console.print(
@@ -114,9 +159,20 @@ def serve(
         f"({settings.env}, {workers} worker(s))\n"
         f"  database {mask_url(settings.database_url)}\n  redis    {mask_url(settings.redis_url)}"
     )
-    # uvicorn re-raises SIGTERM/SIGINT once it has drained; a graceful stop then exits 0.
+
+
+def _trap_signals() -> None:
+    """uvicorn re-raises SIGTERM/SIGINT once it has drained: ignored, a graceful stop exits 0."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+
+
+def _run(settings: Settings, workers: int, reload: bool) -> None:
+    """uvicorn until a signal has drained it; each worker builds its app with app_from_env."""
+    import uvicorn
+
+    from service.http.protocol import LimitedHttpToolsProtocol
+
     uvicorn.run(
         "service.app:app_from_env",
         factory=True,

@@ -7,10 +7,8 @@ from uuid import UUID
 
 import typer
 
+from apictl.errors import ExitCode
 from apictl.output import console, errors, fail, print_json, print_table
-from apictl.runtime import run_service
-from service.auth import service
-from service.config import parse_duration
 
 app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
@@ -22,12 +20,16 @@ def create(
     ttl: Annotated[str, typer.Option(help="Lifetime: 3600, 90m, 24h, 30d, 52w.")] = "30d",
 ) -> None:
     """Create an API token and print it once (alone on stdout, for scripts): store it now."""
+    from apictl.session import run_service
+    from service.auth import service
+    from service.config import parse_duration
+
     try:
         seconds = parse_duration(ttl)
     except ValueError as exc:
-        fail(f"--ttl {ttl!r} {exc}", code=2)
+        fail(f"--ttl {ttl!r} {exc}", code=ExitCode.USAGE)
     if seconds < 1:
-        fail("--ttl must be at least one second", code=2)
+        fail("--ttl must be at least one second", code=ExitCode.USAGE)
     issued = run_service(lambda rt: service.create_api_token(rt, email, name, seconds))
     print(issued.token)
     errors.print(
@@ -42,6 +44,9 @@ def list_tokens(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Tokens (never their secret): id, owner, kind, name, created, expires, last used."""
+    from apictl.session import run_service
+    from service.auth import service
+
     tokens = run_service(lambda rt: service.list_tokens(rt, email))
     if as_json:
         print_json([t.model_dump(mode="json") for t in tokens])
@@ -59,5 +64,8 @@ def revoke(
     token_id: Annotated[UUID, typer.Argument(help="The token's id (from token list).")],
 ) -> None:
     """Revoke a token: it stops working at once, on every instance."""
+    from apictl.session import run_service
+    from service.auth import service
+
     run_service(lambda rt: service.revoke_token(rt, token_id))
     console.print(f"[green]revoked[/] {token_id}")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from apictl.errors import ExitCode
 from apictl.output import console, fail, print_json, print_table
-from apictl.runtime import run_service
-from service.runtime import Runtime
-from service.users import service
-from service.users.schemas import NewUser, User, UserChanges
+
+if TYPE_CHECKING:  # the service (pydantic, asyncpg, redis) is imported by each command
+    from service.runtime import Runtime
+    from service.users.schemas import User, UserChanges
 
 app = typer.Typer(help="Create, inspect, change and delete users.", no_args_is_help=True)
 
@@ -31,7 +32,7 @@ def read_password(from_stdin: bool) -> str:
     if from_stdin:
         line = sys.stdin.readline().rstrip("\r\n")
         if not line:
-            fail("no password on standard input", code=2)
+            fail("no password on standard input", code=ExitCode.USAGE)
         return line
     typed: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return typed
@@ -52,6 +53,9 @@ def show_user(user: User, as_json: bool) -> None:
 
 
 def _change(email: str, changes: UserChanges) -> User:
+    from apictl.session import run_service
+    from service.users import service
+
     async def change(rt: Runtime) -> User:
         user = await service.find_user(rt, email)
         return await service.update_user(rt, None, user.id, changes)
@@ -67,6 +71,10 @@ def create(
 
     A duplicate email (in any case) exits 1.
     """
+    from apictl.session import run_service
+    from service.users import service
+    from service.users.schemas import NewUser
+
     new = NewUser(email=email, name=name, password=read_password(password_stdin))
     user = run_service(lambda rt: service.create_user(rt, new, is_admin=admin))
     console.print(f"[green]created[/] {user.email} ({user.id})")
@@ -79,6 +87,9 @@ def ensure(
     """Idempotent bootstrap: create the user if missing, else bring name and admin flag (and the
     password, only if given) in line. Prints created, updated or unchanged; exits 0 in all three.
     """
+    from apictl.session import run_service
+    from service.users import service
+
     password = read_password(True) if password_stdin else None
     user, outcome = run_service(
         lambda rt: service.ensure_user(rt, email, name, password, is_admin=admin)
@@ -89,6 +100,8 @@ def ensure(
 @app.command("list")
 def list_users(as_json: JsonOpt = False) -> None:
     """Every user, newest first."""
+    from apictl.session import run_service
+    from service.users import service
 
     async def everyone(rt: Runtime) -> list[User]:
         users: list[User] = []
@@ -109,6 +122,9 @@ def list_users(as_json: JsonOpt = False) -> None:
 @app.command()
 def show(email: EmailArg, as_json: JsonOpt = False) -> None:
     """One user."""
+    from apictl.session import run_service
+    from service.users import service
+
     show_user(run_service(lambda rt: service.find_user(rt, email)), as_json)
 
 
@@ -124,12 +140,14 @@ def update(
     ] = None,
 ) -> None:
     """Change a user's name, admin flag or active flag."""
+    from service.users.schemas import UserChanges
+
     changes = UserChanges(name=name, is_admin=admin, is_active=active)
     if not changes.model_dump(exclude_none=True):
         fail(
             "nothing to change",
             hint="give --name, --admin/--no-admin or --active/--inactive",
-            code=2,
+            code=ExitCode.USAGE,
         )
     user = _change(email, changes)
     console.print(f"[green]updated[/] {user.email}")
@@ -138,6 +156,8 @@ def update(
 @app.command("set-password")
 def set_password(email: EmailArg, password_stdin: StdinOpt = False) -> None:
     """Set a user's password; every token of theirs stops working at once."""
+    from service.users.schemas import UserChanges
+
     changes = UserChanges(password=read_password(password_stdin))
     user = _change(email, changes)
     console.print(f"[green]password set[/] for {user.email}; their tokens are revoked")
@@ -151,6 +171,8 @@ def delete(
     """Delete a user with their tokens and posts."""
     if not yes:
         typer.confirm(f"Delete {email} with all their tokens and posts?", abort=True)
+    from apictl.session import run_service
+    from service.users import service
 
     async def remove(rt: Runtime) -> None:
         user = await service.find_user(rt, email)

@@ -133,7 +133,8 @@ def discover_routers() -> list[APIRouter]:
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn's factory: settings from the environment, logging configured."""
+    """uvicorn's factory: settings from the environment and the supervisor's hand-over
+    (service.process.handover: the servers and address `apictl serve` resolved)."""
     settings = load_settings()
     configure_logging(settings)
     return create_app(settings)

@@ -18,6 +18,8 @@ from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.process import handover
+
 ENV_PREFIX = "APICTL_"
 ENV_FILE = ".env"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
@@ -290,9 +292,13 @@ SECRET_FIELDS = ("database_url", "redis_url")
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate settings; raise ConfigError naming every bad variable."""
+    """Read and validate settings; raise ConfigError naming every bad variable.
+
+    In a process started by `apictl serve` its hand-over (service.process.handover) comes
+    first, then `overrides`.
+    """
     try:
-        return Settings(**overrides)
+        return Settings(**{**handover.read(), **overrides})
     except ValidationError as exc:
         problems: list[str] = []
         for error in exc.errors(include_url=False):

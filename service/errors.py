@@ -14,7 +14,8 @@
     ├── RateLimited               429 rate_limited       (Retry-After)
     ├── HeadersTooLarge           431 request_headers_too_large
     ├── InternalError             500 internal_error
-    └── ServiceUnavailable        503 service_unavailable (Retry-After)
+    ├── ServiceUnavailable        503 service_unavailable (Retry-After)
+    └── MigrationError            500 migration_error    (raised by service.ops.migrations)
 
 Raised by the CLI's operations only, beside the tree: ops.migrations.MigrationError.
 
@@ -106,3 +107,9 @@ class InternalError(AppError):
 class ServiceUnavailable(AppError):
     status, code, message = 503, "service_unavailable", "service temporarily unavailable"
     default_headers = {"Retry-After": "1"}
+
+
+class MigrationError(AppError):
+    """A migration could not be planned, applied or rolled back."""
+
+    code, message = "migration_error", "migration failed"

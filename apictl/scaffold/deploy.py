@@ -12,16 +12,17 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from apictl import __version__
+from apictl.errors import ExitCode
 from apictl.output import console, fail
-from apictl.templating import render as render_template
-from apictl.templating import write_files
-from service.config import SECRET_FIELDS, Settings, env_name, load_settings
 from service.process.bundled import bundled_dir
+
+if TYPE_CHECKING:  # imported when the command runs: pydantic-settings is heavy for --help
+    from service.config import Settings
 
 # A DNS-1123 label short enough that the Job's `NAME-migrate` still is one (63 characters).
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,53}[a-z0-9])?")
@@ -30,9 +31,9 @@ PRESTOP_SECONDS = 5  # long enough for the Service's endpoints to drop a termina
 GRACE_MARGIN_SECONDS = 5  # after the drain, before the kubelet's SIGKILL
 # What a pod runs with, whatever the settings of the machine that renders the manifests.
 _PRODUCTION = {"env": "production", "host": "0.0.0.0", "log_format": "json"}
-# Not in the ConfigMap: the URLs are in the Secret; the embedded servers' data and a local
-# migrations folder have no place in the image (its migrations ship inside the wheel).
-_NOT_IN_CONFIGMAP = {*SECRET_FIELDS, "data_dir", "migrations_dir"}
+# Not in the ConfigMap: the URLs (SECRET_FIELDS) are in the Secret; the embedded servers' data
+# and a local migrations folder have no place in the image (its migrations ship in the wheel).
+_NOT_IN_CONFIGMAP = {"data_dir", "migrations_dir"}
 
 
 def deploy(
@@ -63,6 +64,8 @@ def deploy(
 
     Exit 1, writing nothing, when any of these files exists (unless --force); 2 on bad input.
     """
+    from apictl.templating import write_files
+
     image = image or f"{name}:{__version__}"
     max_replicas = max_replicas or 2 * replicas
     _check_input(name, image, replicas, max_replicas)
@@ -85,21 +88,23 @@ def _check_input(name: str, image: str, replicas: int, max_replicas: int) -> Non
             f"invalid name {name!r}",
             hint="use a DNS-1123 label: 1 to 55 of a-z, 0-9 and '-', not starting or ending"
             " with '-'",
-            code=2,
+            code=ExitCode.USAGE,
         )
     if not _IMAGE.fullmatch(image):
         fail(
             f"invalid image {image!r}",
             hint="use an image reference such as registry.example.com/api:1.0",
-            code=2,
+            code=ExitCode.USAGE,
         )
     if max_replicas < replicas:
-        fail(f"--max-replicas {max_replicas} is below --replicas {replicas}", code=2)
+        fail(f"--max-replicas {max_replicas} is below --replicas {replicas}", code=ExitCode.USAGE)
 
 
 def _settings() -> Settings:
     """The settings of this machine, read as development: production would demand
     DATABASE_URL and REDIS_URL here, but the pods take theirs from the cluster's Secret."""
+    from service.config import load_settings
+
     return load_settings(env="development")
 
 
@@ -128,11 +133,13 @@ def _template_values(
 
 def _config_map_data(settings: Settings) -> str:
     """The ConfigMap's `data:` lines: every non-secret setting as a pod in production needs it."""
+    from service.config import SECRET_FIELDS, env_name
+
     return "\n".join(
         f"  {env_name(field)}: "
         + json.dumps(_env_text(_PRODUCTION.get(field, getattr(settings, field))))
-        for field in Settings.model_fields
-        if field not in _NOT_IN_CONFIGMAP
+        for field in type(settings).model_fields
+        if field not in _NOT_IN_CONFIGMAP and field not in SECRET_FIELDS
     )
 
 
@@ -149,6 +156,8 @@ def _env_text(value: object) -> str:
 
 def render(values: Mapping[str, object]) -> dict[Path, str]:
     """Every deploy template rendered, by its path relative to the project folder."""
+    from apictl.templating import render as render_template
+
     root = bundled_dir("templates")
     return {
         template.relative_to(root / "deploy").with_suffix(""): render_template(

@@ -6,13 +6,8 @@ from typing import Annotated
 
 import typer
 
+from apictl.errors import ExitCode
 from apictl.output import console, fail
-from apictl.scaffold.checkout import Checkout, plan_resource
-from apictl.scaffold.fields import ScaffoldError
-from apictl.templating import write_files
-from service.config import load_settings
-from service.process.bundled import checkout_root
-from service.process.migration_state import migrations_dir
 
 
 def resource(
@@ -44,6 +39,13 @@ def resource(
 
     Exit 2: an invalid name or field, or NAME is taken. Exit 1: files exist (see --force).
     """
+    from apictl.scaffold.checkout import Checkout, plan_resource
+    from apictl.scaffold.fields import ScaffoldError
+    from apictl.templating import write_files
+    from service.config import load_settings
+    from service.process.bundled import checkout_root
+    from service.process.migration_state import migrations_dir
+
     root = checkout_root()
     if root is None:
         fail(
@@ -55,6 +57,6 @@ def resource(
     try:
         files = plan_resource(checkout, name, fields, singular)
     except ScaffoldError as exc:
-        fail(str(exc), hint="see apictl scaffold resource --help", code=2)
+        fail(str(exc), hint="see apictl scaffold resource --help", code=ExitCode.USAGE)
     write_files(files, force=force)
     console.print(f"next: apictl migrate, then pytest tests/{name}/")

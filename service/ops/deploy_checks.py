@@ -17,7 +17,8 @@ import psycopg
 import redis
 
 from service.config import Settings, env_name, mask_url
-from service.ops.migrations import MigrationError, Migrator
+from service.errors import MigrationError
+from service.ops.migrations import Migrator
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")  # worst first

@@ -26,7 +26,7 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 
 from service.config import Settings, mask_url
-from service.errors import AppError
+from service.errors import MigrationError
 from service.process.migration_state import migrations_dir
 
 LOCK_KEY = 0x617069_63746C  # "apictl": shared by every apictl migrator of a database
@@ -41,12 +41,6 @@ CREATE TABLE IF NOT EXISTS apictl_migration_checksums (
 
 State = Literal["applied", "pending", "drift", "missing"]
 StepCallback = Callable[[str, int, int], None]  # (migration id, index, total) before each step
-
-
-class MigrationError(AppError):
-    """A migration could not be planned, applied or rolled back."""
-
-    code, message = "migration_error", "migration failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,14 @@ migration machinery (service.ops.migrations: yoyo, psycopg, ~35 MB) never loads 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import asyncpg
-
-from service.config import Settings
 from service.process.bundled import bundled_dir
+
+if TYPE_CHECKING:  # the CLI lists migration ids without loading the database driver
+    import asyncpg
+
+    from service.config import Settings
 
 
 def migrations_dir(settings: Settings) -> Path:
@@ -26,6 +29,8 @@ def migration_ids(directory: Path) -> list[str]:
 
 async def pending_migrations(conn: asyncpg.Connection, expected: list[str]) -> list[str]:
     """The migrations of `expected` that yoyo has not recorded as applied."""
+    import asyncpg
+
     try:
         rows = await conn.fetch("SELECT migration_id FROM _yoyo_migration")
     except asyncpg.UndefinedTableError:  # nothing was ever migrated

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -131,6 +133,36 @@ def test_embedded_servers_start_are_shared_and_stop_with_the_last_user(
         time.sleep(0.1)
     assert not psutil.pid_exists(postmaster)
     assert not psutil.pid_exists(redis_pid)
+
+
+def test_the_serving_process_never_imports_the_migrator(
+    server_env: dict[str, str], free_port: int, tmp_path: Path
+) -> None:
+    """yoyo and psycopg (a third of a worker's memory) load only in `apictl migrate`; the test
+    database is migrated already, so no migrator child writes into this import log."""
+    log = tmp_path / "importtime.log"
+    command = [sys.executable, "-X", "importtime", "-m", "apictl", "serve"]
+    command += ["--port", str(free_port)]
+    with log.open("w") as output:
+        server = subprocess.Popen(command, env=server_env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and server.poll() is None:
+            with contextlib.suppress(httpx2.HTTPError):
+                if httpx2.get(f"http://127.0.0.1:{free_port}/health", timeout=1).is_success:
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"apictl serve did not answer /health:\n{log.read_text()}")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=15) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    imported = [line.split("|")[-1].strip() for line in log.read_text().splitlines()]
+    assert "fastapi" in imported  # the app was built in this process
+    assert [m for m in imported if m.split(".")[0] in ("yoyo", "psycopg")] == []
 
 
 def _requests_counted(url: str) -> float:

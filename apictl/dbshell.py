@@ -1,4 +1,4 @@
-"""`apictl db`: work with the configured database directly."""
+"""`apictl db shell`: psql on the configured (or embedded) database."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import typer
 
+from apictl.errors import ExitCode
 from apictl.output import fail
-from apictl.runtime import resolve_servers
-from service.config import load_settings
-from service.process.embedded import bundled_psql
 
 app = typer.Typer(help="Work with the configured database directly.", no_args_is_help=True)
 
@@ -39,6 +37,9 @@ def shell(
     SQL on stdin (not a terminal) is run and psql exits: `echo 'select 1' | apictl db shell`.
     The embedded PostgreSQL stays up while psql runs. Exit 1 if psql is missing or fails.
     """
+    from apictl.session import resolve_servers
+    from service.config import load_settings
+
     executable = _find_psql(psql)
     settings = load_settings()
     url = settings.database_url or resolve_servers(settings).database_url
@@ -53,10 +54,12 @@ def shell(
     finally:
         signal.signal(signal.SIGINT, previous)
     if code.returncode:
-        raise typer.Exit(1)  # psql has said why on stderr
+        raise typer.Exit(ExitCode.FAILURE)  # psql has said why on stderr
 
 
 def _find_psql(explicit: Path | None) -> str:
+    from service.process.embedded import bundled_psql
+
     if explicit is not None:
         if not (explicit.is_file() and os.access(explicit, os.X_OK)):
             fail(
