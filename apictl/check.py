@@ -36,10 +36,12 @@ def health(
     url: Annotated[
         str | None, typer.Option(help="Base URL of the service (default: from APICTL_HOST/PORT)")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each probe")] = 5.0,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds to wait for each probe")
+    ] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Probe /health and /ready of a running service.
+    """Probe /health and /ready of a running service: exit 0 healthy, 1 unhealthy, 2 unreachable.
 
     Exit 0 healthy, 1 unhealthy (an endpoint answered non-200), 2 unreachable. Usable as a
     Docker HEALTHCHECK or a Kubernetes exec probe.
@@ -93,7 +95,8 @@ def _summary(body: Any) -> str:
 def config(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Show every setting, its value (secrets masked) and where it came from.
+    """Show every setting, its value (secrets masked) and where it came from; exit 1 listing
+    every problem.
 
     Exit 1 listing every problem when the configuration is invalid.
     """
@@ -143,7 +146,8 @@ def deploy(
     ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Production-readiness findings (error, warning, info), like Django's check --deploy.
+    """Production-readiness findings (error, warning, info), like Django's check --deploy;
+    exit 1 on any error.
 
     Run it with the deployment's environment. Checks: APICTL_ENV, embedded servers, CORS '*',
     debug and console logs, weak or missing passwords, the database pool against the server's

@@ -32,9 +32,10 @@ def shell(
         ),
     ] = None,
 ) -> None:
-    """Open psql on the configured database (DATABASE_URL) or the embedded one.
+    """Open psql on the configured database (DATABASE_URL) or the embedded one; SQL on stdin
+    runs and exits.
 
-    SQL on stdin (not a terminal) is run and psql exits: `echo 'select 1' | apictl db shell`.
+    `echo 'select 1' | apictl db shell` runs the statement and exits.
     The embedded PostgreSQL stays up while psql runs. Exit 1 if psql is missing or fails.
     """
     from apictl.session import resolve_servers

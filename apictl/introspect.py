@@ -30,7 +30,7 @@ def _app() -> FastAPI:
 def routes(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """List every route: methods, path, auth required and the handler serving it.
+    """List every route: methods, path, the access rule it declares and the handler serving it.
 
     auth: none (anyone), token (any valid bearer token), admin (an admin's token), owner or
     admin (the row's owner or an admin), self or admin (the user themselves or an admin),
@@ -59,7 +59,11 @@ def openapi(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", dir_okay=False, writable=True, help="Write to this file instead of stdout."
+            "--out",
+            dir_okay=False,
+            writable=True,
+            metavar="FILE",
+            help="Write to this file instead of stdout.",
         ),
     ] = None,
 ) -> None:

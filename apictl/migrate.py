@@ -81,7 +81,7 @@ def _print_plan(title: str, steps: list[PlannedStep]) -> None:
 
 @app.callback()
 def default(ctx: typer.Context, dry_run: DryRun = False, allow_drift: AllowDrift = False) -> None:
-    """Apply pending migrations (same as `apictl migrate up`).
+    """Apply pending migrations (same as `apictl migrate up`); safe when replicas run it at once.
 
     Safe when several replicas run it at once: a PostgreSQL advisory lock serialises them and
     is released even if a migrator is killed.
@@ -92,7 +92,8 @@ def default(ctx: typer.Context, dry_run: DryRun = False, allow_drift: AllowDrift
 
 @app.command()
 def up(dry_run: DryRun = False, allow_drift: AllowDrift = False) -> None:
-    """Apply every pending migration, each in its own transaction.
+    """Apply every pending migration, each in its own transaction, under a PostgreSQL advisory
+    lock: safe when replicas run it at once.
 
     Refuses to run over drift (an applied migration edited or deleted since) unless
     --allow-drift. A failing migration is rolled back whole and the command exits 1.
@@ -131,7 +132,8 @@ def status(
         bool, typer.Option("--check", help="Exit 0 up to date, 1 pending, 3 drift (for CI).")
     ] = False,
 ) -> None:
-    """Every migration: applied (when), pending, drift (file changed since) or missing on disk."""
+    """Every migration: applied (when), pending, drift (file changed since) or missing on disk;
+    --check exits 0 up to date, 1 pending, 3 drift (for CI and init containers)."""
     statuses = migrator().status()
     if as_json:
         print_json([{"id": s.id, "state": s.state, "applied_at": s.applied_at} for s in statuses])
@@ -192,7 +194,8 @@ def lint(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Flag risky PostgreSQL migration SQL before it reaches a database. Exit 1 on findings.
+    """Flag risky PostgreSQL migration SQL (file:line, rule, hint) before it reaches a database;
+    exit 1 on findings (CI runs it).
 
     index-not-concurrent: CREATE INDEX without CONCURRENTLY on a table the migration did not
     create (writes wait for the whole build). not-null-without-default: ADD COLUMN ... NOT NULL

@@ -17,9 +17,12 @@ app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=Tr
 def create(
     email: Annotated[str, typer.Argument(help="Whose token it is.")],
     name: Annotated[str, typer.Option(help="What the token is for.")] = "api",
-    ttl: Annotated[str, typer.Option(help="Lifetime: 3600, 90m, 24h, 30d, 52w.")] = "30d",
+    ttl: Annotated[
+        str, typer.Option(metavar="DURATION", help="Lifetime: 3600, 90m, 24h, 30d, 52w.")
+    ] = "30d",
 ) -> None:
-    """Create an API token and print it once (alone on stdout, for scripts): store it now."""
+    """Create an API token and print it once (alone on stdout, for scripts): store it now; only
+    its SHA-256 is kept."""
     from apictl.session import run_service
     from service.auth import service
     from service.config import parse_duration
@@ -61,7 +64,9 @@ def list_tokens(
 
 @app.command()
 def revoke(
-    token_id: Annotated[UUID, typer.Argument(help="The token's id (from token list).")],
+    token_id: Annotated[
+        UUID, typer.Argument(metavar="ID", help="The token's id (from token list).")
+    ],
 ) -> None:
     """Revoke a token: it stops working at once, on every instance."""
     from apictl.session import run_service

@@ -67,7 +67,8 @@ def _change(email: str, changes: UserChanges) -> User:
 def create(
     email: EmailOpt, name: NameOpt, admin: AdminOpt = False, password_stdin: StdinOpt = False
 ) -> None:
-    """Create a user. Without --password-stdin the password is prompted for twice, hidden.
+    """Create a user (password prompted twice, hidden, unless --password-stdin); a duplicate
+    email (any case) exits 1.
 
     A duplicate email (in any case) exits 1.
     """
@@ -139,7 +140,8 @@ def update(
         bool | None, typer.Option("--active/--inactive", help="Deactivating revokes all tokens.")
     ] = None,
 ) -> None:
-    """Change a user's name, admin flag or active flag."""
+    """Change a user's name, admin flag or active flag; deactivating revokes their tokens on
+    every instance."""
     from service.users.schemas import UserChanges
 
     changes = UserChanges(name=name, is_admin=admin, is_active=active)

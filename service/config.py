@@ -1,4 +1,4 @@
-"""Settings: read once from the environment (and an optional .env), validated all at once.
+"""Settings from the environment and .env, every problem reported at once.
 
 `DATABASE_URL` and `REDIS_URL` keep their conventional names; every other setting is `APICTL_*`.
 `load_settings()` raises `ConfigError` listing every bad variable with an example of a good value.

@@ -1,4 +1,4 @@
-"""The CRUD rules every resource shares, in one copy: keyset pages, 404, owner-or-admin, events.
+"""The CRUD rules every resource shares: keyset pages, 404, owner-or-admin, events.
 
 A resource declares its table (`tables.Table`: name, columns, owner column, which yields the
 standard statements) and the two statements that depend on its fields (INSERT, UPDATE); `Crud`

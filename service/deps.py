@@ -1,4 +1,4 @@
-"""FastAPI dependencies as Annotated aliases: the runtime, page parameters and access rules.
+"""FastAPI dependencies as Annotated aliases: the runtime, page parameters, access rules.
 
 Access is declared where a route is declared, by the alias its `caller` parameter takes, and
 `apictl routes` reads the same declaration (each rule's `access` name):

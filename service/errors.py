@@ -14,10 +14,8 @@
     ├── RateLimited               429 rate_limited       (Retry-After)
     ├── HeadersTooLarge           431 request_headers_too_large
     ├── InternalError             500 internal_error
-    ├── ServiceUnavailable        503 service_unavailable (Retry-After)
-    └── MigrationError            500 migration_error    (raised by service.ops.migrations)
-
-Raised by the CLI's operations only, beside the tree: ops.migrations.MigrationError.
+    │   └── MigrationError        500 migration_error    (service.ops.migrations, CLI only)
+    └── ServiceUnavailable        503 service_unavailable (Retry-After)
 
 The domain raises these and knows nothing of HTTP or the CLI: `service.http.errors` renders
 them as the unified error body, `apictl.errors` as an exit code and one line.
@@ -109,7 +107,7 @@ class ServiceUnavailable(AppError):
     default_headers = {"Retry-After": "1"}
 
 
-class MigrationError(AppError):
+class MigrationError(InternalError):
     """A migration could not be planned, applied or rolled back."""
 
     code, message = "migration_error", "migration failed"

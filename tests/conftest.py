@@ -1,4 +1,4 @@
-"""Real PostgreSQL and Redis for every test.
+"""pytest, a folder per package, on real PostgreSQL and Redis (shared helpers: fixtures/).
 
 `APICTL_TEST_DATABASE_URL` / `APICTL_TEST_REDIS_URL` select existing servers (the Redis database
 given is flushed after each test); otherwise the embedded servers are started in a temporary

@@ -6,40 +6,39 @@ from __future__ import annotations
 import re
 
 import service.errors
-import service.ops.migrations
-from service.errors import AppError
+from service.errors import AppError, InternalError
 from service.http.errors import ERROR_RESPONSES, error_for_status
 
-_ROW = re.compile(r"^\s+[├└]── (\w+)\s+(\d{3}) (\w+)", re.MULTILINE)
-DOC = service.errors.__doc__ or ""
-BESIDE = [service.ops.migrations.MigrationError]  # every AppError defined outside errors.py
+# "    ├── Name   400 code" at any depth; the depth is the position of the branch
+_ROW = re.compile(r"^ {4}([│ ]*)[├└]── (\w+)\s+(\d{3}) (\w+)", re.MULTILINE)
 
 
-def _tree() -> list[type[AppError]]:
-    return [cls for cls in AppError.__subclasses__() if cls.__module__ == "service.errors"]
+def _every(cls: type[AppError]) -> list[type[AppError]]:
+    return [sub for child in cls.__subclasses__() for sub in (child, *_every(child))]
 
 
-def test_the_drawn_tree_lists_every_error_with_its_status_and_code() -> None:
-    drawn = {name: (int(status), code) for name, status, code in _ROW.findall(DOC)}
-    assert drawn == {cls.__name__: (cls.status, cls.code) for cls in _tree()}
+def test_the_drawn_tree_is_the_class_tree_with_statuses_and_codes() -> None:
+    drawn = {
+        name: (len(indent) // 4, int(status), code)
+        for indent, name, status, code in _ROW.findall(service.errors.__doc__ or "")
+    }
+    depth = {cls: len(cls.__mro__) - len(AppError.__mro__) - 1 for cls in _every(AppError)}
+    assert drawn == {cls.__name__: (depth[cls], cls.status, cls.code) for cls in _every(AppError)}
 
 
-def test_errors_defined_elsewhere_are_named_beside_the_tree() -> None:
-    assert [cls for cls in AppError.__subclasses__() if cls not in _tree()] == BESIDE
-    for cls in BESIDE:
-        assert f"{cls.__module__.removeprefix('service.')}.{cls.__name__}" in DOC
+def test_every_error_is_defined_with_the_tree() -> None:
+    assert {cls.__module__ for cls in _every(AppError)} == {"service.errors"}
 
 
-def test_every_error_is_a_direct_child_and_has_its_own_status() -> None:
-    """One level: a status names exactly one error, so the framework's statuses map back."""
-    children = _tree()
-    assert all(not cls.__subclasses__() for cls in children)
+def test_each_status_maps_back_to_one_error_of_the_first_level() -> None:
+    children = AppError.__subclasses__()
     assert len({cls.status for cls in children}) == len(children)
     for cls in children:
         assert type(error_for_status(cls.status)) is cls
+    assert all(issubclass(cls, InternalError) for child in children for cls in _every(child))
 
 
 def test_every_error_an_operation_can_answer_is_documented() -> None:
     protocol_or_router = {400, 405, 431}  # answered before or beside any operation
-    documented = {cls.status for cls in _tree()} - protocol_or_router
+    documented = {cls.status for cls in AppError.__subclasses__()} - protocol_or_router
     assert set(ERROR_RESPONSES) == documented

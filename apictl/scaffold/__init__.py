@@ -1,4 +1,4 @@
-"""`apictl scaffold`: generate code and deployment files from templates/."""
+"""`apictl scaffold`: code and deployment files generated from templates/."""
 
 from __future__ import annotations
 

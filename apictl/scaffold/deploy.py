@@ -37,9 +37,9 @@ _NOT_IN_CONFIGMAP = {"data_dir", "migrations_dir"}
 
 
 def deploy(
-    out: Annotated[Path, typer.Option(file_okay=False, help="Project folder to write into")] = Path(
-        "."
-    ),
+    out: Annotated[
+        Path, typer.Option(file_okay=False, metavar="DIR", help="Project folder to write into")
+    ] = Path("."),
     name: Annotated[
         str, typer.Option(help="Name of the Kubernetes objects, a DNS-1123 label: my-api")
     ] = "apictl",
@@ -53,7 +53,8 @@ def deploy(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist")] = False,
 ) -> None:
-    """Write a Dockerfile, .dockerignore and Kubernetes manifests (deploy/k8s/) for the service.
+    """Write a Dockerfile, .dockerignore and Kubernetes manifests (deploy/k8s/) for the service;
+    exit 1, writing nothing, if any exists (unless --force).
 
     The Dockerfile builds the project's wheel in one stage and runs it as a non-root user in
     the next, with `apictl check health` as its HEALTHCHECK. deploy/k8s/ gets a ConfigMap of

@@ -18,6 +18,7 @@ def resource(
     fields: Annotated[
         list[str],
         typer.Argument(
+            metavar="FIELD:TYPE",
             help="NAME:TYPE, or NAME:TYPE? when optional. TYPE: str[:N] (N defaults to 200), "
             "text, int, bool, datetime, uuid, ref:<table> (users, posts or a scaffolded one).",
             show_default=False,
@@ -25,13 +26,17 @@ def resource(
     ],
     singular: Annotated[
         str | None,
-        typer.Option(help="The singular, where the derived one is wrong (statuses: status)."),
+        typer.Option(
+            metavar="SINGULAR",
+            help="The singular, where the derived one is wrong (statuses: status).",
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite files that exist (a previous scaffold).")
     ] = False,
 ) -> None:
-    """Generate a CRUD resource: its migration, service/NAME/ and tests/NAME/test_api.py.
+    """Generate a CRUD resource: its migration, service/NAME/ and tests/NAME/test_api.py; exit 2
+    for an invalid or taken name or field, 1 when files exist (unless --force).
 
     Example: apictl scaffold resource notes title:str:120 body:text 'due:datetime?' post:ref:posts
 

@@ -1,1 +1,1 @@
-"""The request path: HTTP protocol, request context, access log, metrics, error map, middleware."""
+"""The request path: protocol, request context, access log, metrics, error map, middleware."""

@@ -24,10 +24,8 @@ from service.errors import AppError, InternalError, MethodNotAllowed, Validation
 from service.http.context import current_request_id
 from service.validation import error_details
 
-# The tree of service.errors (errors of the CLI's operations elsewhere never reach HTTP)
-_BY_STATUS: dict[int, type[AppError]] = {
-    cls.status: cls for cls in AppError.__subclasses__() if cls.__module__ == AppError.__module__
-}
+# The first level of the tree: one error per status (deeper ones refine their parent's)
+_BY_STATUS: dict[int, type[AppError]] = {cls.status: cls for cls in AppError.__subclasses__()}
 # Answered by the protocol or the router, never by an operation: left out of the OpenAPI document
 _NOT_OPERATIONS = {400, MethodNotAllowed.status, 431}
 

@@ -1,1 +1,1 @@
-"""The process: embedded servers, logging, Redis client, shipped files, migration state, signals."""
+"""The process: embedded servers, logs, Redis client, hand-over to workers, signals."""
