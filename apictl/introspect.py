@@ -35,7 +35,8 @@ def routes(
     auth: none (anyone), token (any valid bearer token), admin (an admin's token), owner or
     admin (the row's owner or an admin), self or admin (the user themselves or an admin),
     admin unless open signup. It is read from the access rule each endpoint declares (its
-    dependencies), the same declaration that enforces it.
+    dependencies), the same declaration that enforces it. runs: compiled (apictl's direct path
+    for declared routes) or why FastAPI's own per-request machinery runs it.
     """
     from service.ops.route_table import route_table
 
@@ -49,10 +50,11 @@ def routes(
             r.path,
             f"[{_AUTH_STYLE.get(r.auth, 'bold red')}]{r.auth}[/]",
             r.handler,
+            r.runs if r.runs == "compiled" else f"[yellow]FastAPI[/]: {r.runs}",
         )
         for r in table
     ]
-    print_table(f"{len(table)} routes", ["methods", "path", "auth", "handler"], rows)
+    print_table(f"{len(table)} routes", ["methods", "path", "auth", "handler", "runs"], rows)
 
 
 def openapi(

@@ -10,10 +10,12 @@ invalidation machinery): the stricter yardstick, reported beside the SPEC's one.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import time
 from typing import Any
+from urllib.parse import parse_qs
 from uuid import UUID
 
 import asyncpg
@@ -24,7 +26,7 @@ from service.auth.queries import AUTHENTICATE
 from service.events.bus import STREAM, STREAM_MAXLEN
 from service.posts.queries import INSERT, TABLE
 
-BY_ID = TABLE.by_id
+BY_ID, FIRST_PAGE = TABLE.by_id, TABLE.first_page
 CACHE = os.environ.get("REFERENCE_TOKEN_CACHE") == "1"
 CACHE_TTL = 10.0
 JSON = [(b"content-type", b"application/json")]
@@ -61,6 +63,24 @@ async def _user(scope: dict[str, Any]) -> UUID | None:
     return None
 
 
+def _limit(query: bytes) -> int:
+    values = parse_qs(query.decode()).get("limit", ["20"])
+    return min(max(int(values[0]), 1), 100)
+
+
+async def _page(limit: int) -> bytes:
+    """The newest `limit` posts and the cursor after them, as apictl's keyset pages."""
+    async with state["pool"].acquire() as conn:
+        rows = await conn.fetch(FIRST_PAGE, limit + 1)
+    items = [dict(row) for row in rows[:limit]]
+    cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        raw = orjson.dumps([last["created_at"].isoformat(), str(last["id"])])
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return orjson.dumps({"items": items, "next_cursor": cursor}, default=_default)
+
+
 async def _body(receive: Any) -> bytes:
     chunks = []
     while True:
@@ -82,7 +102,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if user is None:
         await _respond(send, 401, b'{"error":"unauthorized"}')
         return
-    if method == "GET" and path.startswith("/api/v1/posts/"):
+    if method == "GET" and path == "/api/v1/posts":
+        await _respond(send, 200, await _page(_limit(scope["query_string"])))
+    elif method == "GET" and path.startswith("/api/v1/posts/"):
         async with state["pool"].acquire() as conn:
             row = await conn.fetchrow(BY_ID, UUID(path.rsplit("/", 1)[1]))
         if row is None:

@@ -39,7 +39,12 @@ from service.ops.migrations import Migrator
 from service.process.embedded import detach, start_postgres, start_redis
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = {"health": None, "read": HERE / "wrk" / "read.lua", "write": HERE / "wrk" / "write.lua"}
+WORKLOADS = {
+    "health": None,
+    "read": HERE / "wrk" / "read.lua",
+    "list": HERE / "wrk" / "list.lua",
+    "write": HERE / "wrk" / "write.lua",
+}
 SERVER_CORE, LOAD_CORE = "0", "1"
 BENCH_DB = "apictl_bench"
 
@@ -177,6 +182,14 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL server to use (default: embedded)")
     parser.add_argument("--redis-url", help="a Redis server to use (default: embedded)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+        help="also measure apictl with these settings, as target NAME (A/B in one run), e.g."
+        " apictl-fastapi:APICTL_COMPILED_ROUTES=false",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.duration, args.warmup, args.rounds = 2, 1, 1
@@ -234,6 +247,12 @@ def main() -> None:
             "apictl", [*apictl_cmd, "--port", "18002"], apictl_env, 18002, work / "apictl.log"
         ),
     }
+    for port, variant in enumerate(args.variant, start=18010):
+        name, _, assignments = variant.partition(":")
+        extra = dict(item.split("=", 1) for item in assignments.split(",") if item)
+        servers[name] = Server(
+            name, [*apictl_cmd, "--port", str(port)], apictl_env | extra, port, work / f"{name}.log"
+        )
     measurements: list[Measurement] = []
     try:
         plan = [(r, w) for r in range(args.rounds) for w in WORKLOADS]
@@ -290,7 +309,7 @@ def measure(
         **figures,
     )
     print(
-        f"  {m.target:9} {m.workload:6} c={connections:<3} {m.rps:9.0f} rps"
+        f"  {m.target:16} {m.workload:6} c={connections:<3} {m.rps:9.0f} rps"
         f"  p99 {m.p99_ms:7.2f} ms  non-2xx {m.non_2xx}  errors {m.socket_errors}"
         f"  rss {m.peak_rss_mb} MB",
         flush=True,

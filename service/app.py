@@ -23,6 +23,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from service import __version__
 from service.config import Settings, load_settings
 from service.http.access_log import AccessLog
+from service.http.compiled import CompiledRoutes
 from service.http.errors import ERROR_RESPONSES, install_error_handlers
 from service.http.metrics import Metrics
 from service.http.middleware.body_limit import BodyLimitMiddleware
@@ -64,13 +65,13 @@ def create_app(settings: Settings) -> FastAPI:
         title="apictl service",
         version=__version__,
         lifespan=lifespan,
-        middleware=middleware_stack(settings, metrics, access_log),
         docs_url=None if settings.is_production else "/docs",
         redoc_url=None,
         # Metrics are ours (Prometheus, /metrics). FastAPI's native OpenTelemetry hooks would
         # otherwise look up global providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.user_middleware = middleware_stack(settings, metrics, access_log, app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.access_log = access_log
@@ -82,9 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def middleware_stack(
-    settings: Settings, metrics: Metrics, access_log: AccessLog
+    settings: Settings, metrics: Metrics, access_log: AccessLog, app: FastAPI
 ) -> list[Middleware]:
-    """Every request passes these, outermost first; CORS only when origins are configured."""
+    """Every request passes these, outermost first; CORS only when origins are configured.
+
+    Innermost, the app's compiled routes (service/http/compiled.py) answer what they can;
+    everything else goes on to FastAPI's router.
+    """
     cors = Middleware(
         WhenHeader,
         header=b"origin",
@@ -112,6 +117,7 @@ def middleware_stack(
         Middleware(
             BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout
         ),
+        *([Middleware(CompiledRoutes, fastapi_app=app)] if settings.compiled_routes else []),
     ]
 
 

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         description="seconds to receive a request body (a slower one gets 408)",
         examples=[30],
     )
+    compiled_routes: bool = Field(
+        True,
+        description="run declared routes from plans made at start-up (false: FastAPI's own"
+        " per-request machinery, same answers, slower)",
+        examples=[True],
+    )
     db_pool_min: int = Field(5, ge=0, description="connections kept open per process", examples=[5])
     db_pool_max: int = Field(20, ge=1, description="most connections per process", examples=[20])
     db_acquire_timeout: float = Field(

@@ -1,4 +1,4 @@
-"""The app's routes as data: methods, path, the access rule of each and the handler serving it.
+"""The app's routes as data: methods, path, access rule, handler, and whether it runs compiled.
 
 The rule is read from each endpoint's dependency tree: the first dependency (nearest the
 endpoint) that `service.deps.access` named, so a new resource's routes are described correctly
@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 
+from service.http.compiled import compile_route
+
 NO_RULE = "none"
 
 
@@ -23,6 +25,7 @@ class RouteInfo:
     auth: str  # the access rule: none, token, admin, owner or admin, ...
     handler: str  # module:qualified.name
     summary: str | None
+    runs: str  # "compiled", or why FastAPI's own machinery runs it (service/http/compiled.py)
 
 
 def route_table(app: FastAPI) -> list[RouteInfo]:
@@ -39,6 +42,7 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
                 auth=required_auth(dependant),
                 handler=f"{route.endpoint.__module__}:{route.endpoint.__qualname__}",
                 summary=getattr(route, "summary", None),
+                runs=runs if isinstance(runs := compile_route(route), str) else "compiled",
             )
         )
     return table

@@ -21,6 +21,9 @@ from service.errors import PayloadTooLarge, RequestTimeout, ValidationFailed
 from service.http.errors import send_error
 from service.validation import JSONRefused, check_json
 
+# The body read here, and whether its content type is JSON, for compiled routes (scope key)
+BODY_KEY = "apictl.body"
+
 
 def _is_json(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
@@ -74,6 +77,7 @@ class BodyLimitMiddleware:
                 details = [{"field": exc.field, "message": str(exc), "type": "json_invalid"}]
                 await send_error(send, ValidationFailed(details=details))
                 return
+        scope[BODY_KEY] = (body, json_body)  # for compiled routes; FastAPI reads the replay
         await self.app(scope, _replay(body, receive), send)
 
     async def _read(self, receive: Receive) -> bytes | None:
