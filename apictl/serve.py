@@ -1,22 +1,16 @@
 """`apictl serve`: the serving process's lifecycle, in order, one step per function.
 
-settings -> embedded servers -> migrations -> workers -> signals -> uvicorn, then exit 0 once
-SIGTERM has drained. What the steps resolved reaches the worker (and migrator) processes in one
-hand-over (service.process.handover).
+settings -> embedded servers -> migrations -> announce -> serving (service.process.serving:
+signals, workers, uvicorn), then exit 0 once SIGTERM has drained. What the steps resolved
+reaches the worker (and migrator) processes in one hand-over (service.process.handover).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import os
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -49,13 +43,16 @@ def serve(
     refuses to start while any are pending, unless --migrate. SIGTERM stops accepting, drains
     in-flight requests for up to APICTL_SHUTDOWN_TIMEOUT seconds, then exits 0.
     """
+    from service.process import serving
+
     settings = _settings(host, port, reload)
+    own_servers = bool(settings.database_url and settings.redis_url)
     settings = _servers(settings)
     _migrations(settings, forced=migrate)
-    with _workers(settings, workers):
-        _announce(settings, workers)
-        _trap_signals()
-        _run(settings, workers, reload)
+    _announce(settings, workers)
+    if own_servers and not reload:
+        serving.exec_serving(workers)  # this process becomes the server, without the CLI
+    serving.run(workers, reload)  # embedded servers: stay, to stop them on the way out
 
 
 def _settings(host: str | None, port: int | None, reload: bool) -> Settings:
@@ -137,18 +134,6 @@ def _pending(settings: Settings) -> list[str]:
         )
 
 
-@contextmanager
-def _workers(settings: Settings, workers: int) -> Iterator[None]:
-    """Several workers count into shared files, so /metrics adds them up whichever one
-    answers; the folder is removed when serving ends (unless PROMETHEUS_MULTIPROC_DIR is set)."""
-    if workers == 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        yield
-        return
-    with tempfile.TemporaryDirectory(prefix="apictl-metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus-client
-        yield
-
-
 def _announce(settings: Settings, workers: int) -> None:
     from service.config import mask_url
 
@@ -158,34 +143,4 @@ def _announce(settings: Settings, workers: int) -> None:
         f"apictl serving on [bold]http://{settings.host}:{settings.port}[/] "
         f"({settings.env}, {workers} worker(s))\n"
         f"  database {mask_url(settings.database_url)}\n  redis    {mask_url(settings.redis_url)}"
-    )
-
-
-def _trap_signals() -> None:
-    """uvicorn re-raises SIGTERM/SIGINT once it has drained: ignored, a graceful stop exits 0."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-
-
-def _run(settings: Settings, workers: int, reload: bool) -> None:
-    """uvicorn until a signal has drained it; each worker builds its app with app_from_env."""
-    import uvicorn
-
-    from service.http.protocol import LimitedHttpToolsProtocol
-
-    uvicorn.run(
-        "service.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        reload=reload,
-        reload_dirs=["service"] if reload else None,
-        loop="uvloop",
-        http=LimitedHttpToolsProtocol,  # httptools, with deadlines and caps on headers
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,  # X-Forwarded-For is judged by the app against APICTL_TRUSTED_PROXIES
-        server_header=False,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
     )

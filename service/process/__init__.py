@@ -1,1 +1,1 @@
-"""The process: embedded servers, logs, Redis client, hand-over to workers, signals."""
+"""The process: embedded servers, logs, Redis client, hand-over, the serving loop (uvicorn)."""
