@@ -1,4 +1,4 @@
-"""Regenerate README.md's command and settings tables and architecture tree from the code.
+"""Regenerate README.md's command and settings tables, architecture tree and benchmark table.
 
 `--check` (CI) exits 1 with a diff when README.md differs from what this would write.
 
@@ -28,6 +28,7 @@ from service.config import Settings, env_name
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SCRIPT = "scripts/readme.py"
+BENCH = README.parent / "bench" / "results" / "latest.md"  # written by python -m bench.run
 _DEFAULT_IN_HELP = re.compile(r"\s*\(default: (?P<default>[^)]*)\)")
 Command: TypeAlias = TyperCommand | TyperGroup
 Param: TypeAlias = TyperArgument | TyperOption
@@ -213,6 +214,7 @@ def render(text: str) -> str:
     """README text with every generated block rewritten from the code."""
     text = _replace_block(text, "commands", command_table())
     text = _replace_block(text, "architecture", architecture_tree())
+    text = _replace_block(text, "bench", BENCH.read_text().rstrip("\n").splitlines())
     return _replace_block(text, "settings", settings_table())
 
 
