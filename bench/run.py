@@ -182,6 +182,7 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL server to use (default: embedded)")
     parser.add_argument("--redis-url", help="a Redis server to use (default: embedded)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma list (default: all)")
     parser.add_argument(
         "--variant",
         action="append",
@@ -255,7 +256,8 @@ def main() -> None:
         )
     measurements: list[Measurement] = []
     try:
-        plan = [(r, w) for r in range(args.rounds) for w in WORKLOADS]
+        chosen = args.workloads.split(",")
+        plan = [(r, w) for r in range(args.rounds) for w in chosen]
         for round_no, workload in plan:
             order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
             for name in order:
@@ -263,7 +265,7 @@ def main() -> None:
                     measure(wrk, servers[name], workload, round_no, args.connections, args, wrk_env)
                 )
         if args.stress_connections:
-            for workload in WORKLOADS:
+            for workload in chosen:
                 for name in servers:
                     measurements.append(
                         measure(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import urlsplit
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,9 +55,10 @@ def twin_database_url(
     servers: Servers, database_url: str, alice: Account, bob: Account, admin: Account
 ) -> Iterator[str]:
     """A clone of this test's database, made after its accounts: the same rows, the same ids."""
-    name = f"{database_url.rsplit('/', 1)[1]}_twin"
+    source = urlsplit(database_url).path.lstrip("/")
+    name = f"{source}_twin"
     with psycopg.connect(servers.postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{database_url.rsplit("/", 1)[1]}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
     yield with_database(servers.postgres_url, name)
     with psycopg.connect(servers.postgres_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
