@@ -182,7 +182,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL server to use (default: embedded)")
     parser.add_argument("--redis-url", help="a Redis server to use (default: embedded)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma list (default: all)")
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="comma list of workloads (default: all)"
+    )
     parser.add_argument(
         "--variant",
         action="append",

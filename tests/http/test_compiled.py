@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from urllib.parse import urlsplit
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
