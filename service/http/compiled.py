@@ -11,7 +11,9 @@ What it skips is the generic machinery around those steps, per request.
 A request whose input does not validate is handed, untouched, to FastAPI, so every
 validation error is FastAPI's own, byte for byte; so is every request of a route that was not
 compiled (`compile_route` says why; `apictl routes` lists it). Only requests that validate run
-here, and they run the same code FastAPI would run.
+here, and they run the same code FastAPI would run. The endpoint never runs twice: input is
+validated before it is called; a request handed on has run at most its dependencies (which
+answer who is calling and read the runtime, and may run again there).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies import utils as fastapi_utils
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_typed_return_annotation, request_body_to_args
+from fastapi.exceptions import ResponseValidationError
 from fastapi.params import Body, Form
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.utils import is_body_allowed_for_status_code
@@ -213,8 +216,8 @@ class CompiledRoute:
         field = self.response_field
         assert field is not None
         value, errors = field.validate(result, {}, loc=("response",))
-        if errors:
-            raise _Invalid  # FastAPI raises its ResponseValidationError (a 500) for it
+        if errors:  # the endpoint has run: never again; a 500, as FastAPI makes it
+            raise ResponseValidationError(errors=errors, body=result)
         route = self.route
         content = field.serialize_json(
             value,
@@ -256,7 +259,7 @@ class CompiledRoutes:
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
-        self.served = self.handed_on = 0  # requests answered here / by FastAPI (for /metrics)
+        self.served = self.handed_on = 0  # requests answered here / by FastAPI (tests read them)
         self.table = [
             (route, compile_route(route)) for route in iter_route_contexts(fastapi_app.routes)
         ]
