@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from apictl import __version__, check, dbshell, introspect, migrate, scaffold, token, user
+from apictl import __version__, check, dbshell, events, introspect, migrate, scaffold, token, user
 from apictl.errors import explain
 from apictl.output import print_error
 from apictl.serve import serve
@@ -33,6 +33,7 @@ app.add_typer(token.app, name="token")
 app.add_typer(check.app, name="check")
 app.add_typer(scaffold.app, name="scaffold")
 app.add_typer(dbshell.app, name="db")
+app.add_typer(events.app, name="events")
 
 
 def _version(value: bool) -> None:

@@ -193,6 +193,14 @@ def main() -> None:
         help="also measure apictl with these settings, as target NAME (A/B in one run), e.g."
         " apictl-fastapi:APICTL_COMPILED_ROUTES=false",
     )
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="NAME=APICTL",
+        help="also measure another build of apictl, as target NAME (A/B of a change in one run),"
+        " e.g. before=../before/.venv/bin/apictl (a checkout of the commit before it)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.duration, args.warmup, args.rounds = 2, 1, 1
@@ -255,6 +263,11 @@ def main() -> None:
         extra = dict(item.split("=", 1) for item in assignments.split(",") if item)
         servers[name] = Server(
             name, [*apictl_cmd, "--port", str(port)], apictl_env | extra, port, work / f"{name}.log"
+        )
+    for port, baseline in enumerate(args.baseline, start=18030):
+        name, _, executable = baseline.partition("=")
+        servers[name] = Server(
+            name, [executable, "serve", "--port", str(port)], apictl_env, port, work / f"{name}.log"
         )
     measurements: list[Measurement] = []
     try:

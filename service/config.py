@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     login_rate_limit: Annotated[RateLimit, NoDecode] = Field(
         RateLimit(10, 60), description="login attempts per IP and email", examples=["10/minute"]
     )
+    event_backlog_limit: int = Field(
+        100_000,
+        ge=0,
+        description="events that may wait in the outbox (Redis unreachable) before writes are"
+        " refused with 503; 0 = no limit",
+        examples=[100_000],
+    )
     shutdown_timeout: float = Field(
         10.0, gt=0, description="seconds to drain requests on SIGTERM", examples=[10]
     )

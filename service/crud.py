@@ -7,6 +7,8 @@ ownership guard is made here, once.
 
 Guarded writes check ownership in the statement itself (`WHERE id = $1 AND (owner = me OR
 admin)`), one round trip; only when nothing changed does a second query tell 404 from 403.
+Each write statement also writes its event to the outbox (`events.outbox.with_event`), in the
+same statement, so a change and its event commit together.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydantic import BaseModel
 from service.auth.tokens import Principal
 from service.db import Connection
 from service.errors import Forbidden, NotFound, ValidationFailed
+from service.events.outbox import with_event
 from service.pagination import Page, decode_cursor, make_page
 from service.runtime import Runtime
 from service.tables import Table
@@ -41,20 +44,22 @@ class Crud(Generic[M]):
     parameters of the statements: `insert` takes the owner, then each field; `update` takes
     the id, then each field (preceded by a was-it-given flag when the model lets it be null,
     so that an explicit null clears it), then `is_admin` and the caller's id, and guards
-    itself with `AND (<owner> = $caller OR $is_admin)`. Events are `<noun>.created`,
-    `<noun>.updated` (the row) and `<noun>.deleted` (its id and owner).
+    itself with `AND (<owner> = $caller OR $is_admin)`. Both RETURN the model's fields. Events
+    are `<noun>.created`, `<noun>.updated` (the row) and `<noun>.deleted` (its owner and id).
     """
 
     def __init__(
         self, table: Table, model: type[M], noun: str, *, insert: str, update: str = ""
     ) -> None:
         self.table, self.model, self.noun = table, model, noun
-        self.insert, self.update = insert, update
+        self.insert = with_event(insert, f"{noun}.created", model)
+        self.update = with_event(update, f"{noun}.updated", model) if update else ""
         fields = model.model_fields
         self.fields = tuple(n for n in fields if n not in {"id", table.owner, *_STAMPS})
         self.nullable = frozenset(n for n in self.fields if _may_be_none(fields[n].annotation))
         # built once here: the request path only looks them up
-        self.by_id, self.exists, self.delete = table.by_id, table.exists, table.delete
+        self.by_id, self.exists = table.by_id, table.exists
+        self.delete = with_event(table.delete, f"{noun}.deleted", Deleted) if table.owner else ""
         self.pages = {
             (False, False): table.first_page,
             (False, True): table.page_after,
@@ -89,19 +94,20 @@ class Crud(Generic[M]):
         return await self.insert_row(rt, owner.user_id, *(getattr(new, f) for f in self.fields))
 
     async def insert_row(self, rt: Runtime, *args: Any) -> M:
-        """INSERT with `args`; publishes `<noun>.created`."""
+        """INSERT with `args`, and its `<noun>.created`."""
+        rt.relay.check_room()
         with self.references_checked():
             async with rt.db.connection() as conn:
                 row = await conn.fetchrow(self.insert, *args)
-        item = self.from_row(row)
-        await rt.events.publish(f"{self.noun}.created", item)
-        return item
+        rt.relay.written()
+        return self.from_row(row)
 
     async def change(self, rt: Runtime, actor: Principal, item_id: UUID, changes: BaseModel) -> M:
-        """The guarded UPDATE (owner or admin) with the fields given; publishes `<noun>.updated`.
+        """The guarded UPDATE (owner or admin) with the fields given, and its `<noun>.updated`.
 
         A field left out (or null, unless it may be null) keeps its value.
         """
+        rt.relay.check_room()
         args: list[Any] = []
         for name in self.fields:
             if name in self.nullable:
@@ -114,20 +120,17 @@ class Crud(Generic[M]):
                 )
                 if row is None:
                     await self._refuse(conn, item_id)
-        item = self.from_row(row)
-        await rt.events.publish(f"{self.noun}.updated", item)
-        return item
+        rt.relay.written()
+        return self.from_row(row)
 
     async def remove(self, rt: Runtime, actor: Principal, item_id: UUID) -> None:
-        """The guarded DELETE (owner or admin); publishes `<noun>.deleted`."""
+        """The guarded DELETE (owner or admin), and its `<noun>.deleted`."""
+        rt.relay.check_room()
         async with rt.db.connection() as conn:
             owner_id = await conn.fetchval(self.delete, item_id, actor.is_admin, actor.user_id)
             if owner_id is None:
                 await self._refuse(conn, item_id)
-        assert self.table.owner is not None
-        await rt.events.publish(
-            f"{self.noun}.deleted", Deleted(id=item_id, **{self.table.owner: owner_id})
-        )
+        rt.relay.written()
 
     async def _refuse(self, conn: Connection, item_id: UUID) -> NoReturn:
         """Why a guarded write changed nothing: no such row (404), or not the caller's (403)."""

@@ -18,6 +18,7 @@ from service.auth.tokens import Tokens
 from service.config import Settings
 from service.db import Database
 from service.events.bus import EventBus
+from service.events.relay import Relay
 from service.process.redis_client import create_redis
 
 TASK_STOP_SECONDS = 2.0
@@ -32,6 +33,7 @@ class Runtime:
     tokens: Tokens
     limiter: LoginLimiter
     events: EventBus
+    relay: Relay
     trusted_proxies: list[Network]
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -49,10 +51,11 @@ class Runtime:
             tokens=Tokens(db, redis),
             limiter=LoginLimiter(redis, settings.login_rate_limit),
             events=EventBus(redis),
+            relay=Relay(settings, db, redis),
             trusted_proxies=parse_networks(settings.trusted_proxies),
         )
         if serving:
-            for job in (runtime.tokens.listen(), runtime.events.run()):
+            for job in (runtime.tokens.listen(), runtime.events.run(), runtime.relay.run()):
                 runtime._tasks.append(asyncio.create_task(job))
         return runtime
 
@@ -61,6 +64,7 @@ class Runtime:
             task.cancel()
         if self._tasks:  # bounded: a stuck background task must not hold shutdown hostage
             await asyncio.wait(self._tasks, timeout=TASK_STOP_SECONDS)
+        await self.relay.close()
         self.passwords.close()
         await self.redis.aclose(close_connection_pool=True)
         await self.db.close()

@@ -58,8 +58,8 @@ class Table:
 
     @property
     def delete(self) -> str:
-        """Delete row $1 if $3 owns it or $2 (is admin) is true; returns the owner."""
+        """Delete row $1 if $3 owns it or $2 (is admin) is true; returns the owner, then the id."""
         return (
             f"DELETE FROM {self.name} WHERE id = $1 AND ({self.owner} = $3 OR $2)"
-            f" RETURNING {self.owner}"
+            f" RETURNING {self.owner}, id"
         )

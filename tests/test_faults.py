@@ -247,6 +247,52 @@ def test_redis_outage_degrades_only_what_needs_redis(
     )
 
 
+def test_events_written_while_redis_is_down_reach_the_stream_once_in_order(
+    server: RunningServer, alice: Account, private_redis: PrivateRedis
+) -> None:
+    """SPEC section 10: every acknowledged write's event, after a 10 s Redis outage."""
+
+    async def scenario() -> tuple[Load, list[str], float, dict[str, Any]]:
+        writer = Load(server.url, alice.headers, workers=1)  # one writer: commit order is known
+        async with (
+            httpx2.AsyncClient(base_url=server.url, timeout=15) as http,
+            subscribe(http, server.url, alice.headers) as sse,
+        ):
+            writing = asyncio.create_task(writer.run(_create_post))
+            await asyncio.sleep(1)
+            private_redis.stop()
+            await asyncio.sleep(5)
+            ready = (await http.get("/ready")).json()["checks"]["events"]
+            await asyncio.sleep(5)
+            await asyncio.to_thread(private_redis.start)
+            back = time.monotonic()
+            await asyncio.sleep(1)
+            writer.stop()
+            await writing
+            acknowledged = [a.post_id for a in writer.answers if a.status == 201]
+            received: list[str] = []
+            while len(received) < len(acknowledged):
+                event = (await sse.events(1, wait=5))[0]
+                received.append(json.loads(event["data"])["id"])
+            caught_up = time.monotonic() - back
+        return writer, received, caught_up, ready
+
+    writer, received, caught_up, ready = asyncio.run(scenario())
+    assert all(a.status == 201 for a in writer.answers), writer.summary()
+    acknowledged = [a.post_id for a in writer.answers]
+    assert received == acknowledged, "the live client got every event once, in commit order"
+    with private_redis.client() as client:
+        stream = [json.loads(f[b"data"])["id"] for _, f in client.xrange("apictl:events")]
+    assert stream == acknowledged, "the Stream holds each event once, in commit order"
+    assert ready["status"] == "degraded"
+    assert ready["backlog"] > 0
+    assert caught_up < 5 + 1, f"caught up {caught_up:.1f} s after Redis came back"
+    print(
+        f"\nredis down 10 s: {writer.summary()}, {len(acknowledged)} events, backlog"
+        f" {ready['backlog']} mid-outage, all on the Stream {caught_up:.2f} s after Redis was back"
+    )
+
+
 def _metric(server: RunningServer, name: str) -> float:
     for line in httpx2.get(f"{server.url}/metrics").text.splitlines():
         if line.startswith(f"{name} "):

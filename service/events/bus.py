@@ -1,7 +1,7 @@
-"""The event bus: publish into a Redis Stream, fan out to this process's subscribers.
+"""The event bus: read the Redis Stream, fan out to this process's subscribers.
 
-- Events go into one bounded Stream (at least the last STREAM_MAXLEN kept), after the database
-  commit of what they describe. Stream ids are monotonic, so they are the SSE `id:` lines.
+- Events reach one bounded Stream (at least the last STREAM_MAXLEN kept) through the outbox and
+  its relay (`outbox.py`, `relay.py`). Stream ids are monotonic: they are the SSE `id:` lines.
 - One reader per process (XREAD from the last id it saw) feeds every local subscriber: a Redis
   outage pauses it, and it resumes from that id afterwards, so live subscribers see no gap.
 - A subscriber holds at most BACKLOG undelivered events; past that it is dropped (told so), and
@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -29,6 +29,11 @@ READ_BLOCK_MS = 1_000  # below the client's socket timeout
 READ_COUNT = 500
 _EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 log = logging.getLogger("apictl.events")
+
+
+def is_event_id(text: str) -> bool:
+    """A Stream id as the SSE `id:` lines give it ("ms-seq")."""
+    return _EVENT_ID.match(text) is not None
 
 
 def event_key(event_id: str) -> tuple[int, int]:
@@ -74,30 +79,18 @@ def _events(entries: Any) -> list[Event]:
 
 
 class EventBus:
-    """Publishing and subscribing for one process."""
+    """Subscribing, for one process."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self.subscriptions: set[Subscription] = set()
         self.closing = False
 
-    async def publish(self, event_type: str, payload: BaseModel) -> None:
-        """Append an event; a Redis outage loses it (logged) but never fails the request."""
-        try:
-            await self.redis.xadd(
-                STREAM,
-                {"type": event_type, "data": payload.model_dump_json()},
-                maxlen=STREAM_MAXLEN,
-                approximate=True,
-            )
-        except RedisError as exc:
-            log.warning("event %s not published: %s", event_type, exc)
-
     async def subscribe(self, last_event_id: str | None) -> Subscription:
         """Register a subscriber; with Last-Event-ID, load what it missed from the Stream."""
         if self.closing:
             raise ServiceUnavailable("the server is shutting down")
-        if last_event_id is not None and not _EVENT_ID.match(last_event_id):
+        if last_event_id is not None and not is_event_id(last_event_id):
             raise ValidationFailed(
                 "invalid Last-Event-ID",
                 details=[{"field": "header.last-event-id", "message": "not an event id"}],
@@ -131,24 +124,32 @@ class EventBus:
 
     async def run(self) -> None:
         """The one Stream reader of this process; runs until cancelled."""
-        last: str | None = None
-        backoff = 0.1
-        while True:
-            try:
-                if last is None:
-                    newest = _events(await self.redis.xrevrange(STREAM, count=1))
-                    last = newest[0].id if newest else "0-0"
-                response: Any = await self.redis.xread(
-                    {STREAM: last}, count=READ_COUNT, block=READ_BLOCK_MS
-                )
-                backoff = 0.1
-            except (RedisError, OSError) as exc:
-                log.warning("event reader waiting for Redis: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            for _stream, entries in response or ():
-                for event in _events(entries):
-                    last = event.id
-                    for subscription in self.subscriptions:
-                        subscription.offer(event)
+        async for event in follow(self.redis):
+            for subscription in self.subscriptions:
+                subscription.offer(event)
+
+
+async def follow(redis: Redis, after: str | None = None) -> AsyncIterator[Event]:
+    """Every event appended to the Stream after `after` (default: from now on), forever.
+
+    A Redis outage pauses it (logged); it resumes from the last event it gave, so nothing is
+    skipped.
+    """
+    last = after
+    backoff = 0.1
+    while True:
+        try:
+            if last is None:
+                newest = _events(await redis.xrevrange(STREAM, count=1))
+                last = newest[0].id if newest else "0-0"
+            response: Any = await redis.xread({STREAM: last}, count=READ_COUNT, block=READ_BLOCK_MS)
+            backoff = 0.1
+        except (RedisError, OSError) as exc:
+            log.warning("event reader waiting for Redis: %s", exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+            continue
+        for _stream, entries in response or ():
+            for event in _events(entries):
+                last = event.id
+                yield event

@@ -1,5 +1,5 @@
 """Operations: `GET /health` (liveness: touches nothing), `GET /ready` (database, Redis,
-migrations) and `GET /metrics` (Prometheus text)."""
+migrations, events) and `GET /metrics` (Prometheus text)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from service.errors import ServiceUnavailable
+from service.events.relay import LAGGING_SECONDS
 from service.http.metrics import CONTENT_TYPE
 from service.process.migration_state import pending_migrations
 
@@ -28,6 +29,7 @@ class Check(BaseModel):
     status: Literal["ok", "degraded", "down"]
     error: str | None = None
     pending: list[str] | None = None
+    backlog: int | None = None  # events waiting in the outbox
 
 
 class Readiness(BaseModel):
@@ -71,6 +73,25 @@ async def _check_migrations(request: Request) -> Check:
     return Check(status="ok")
 
 
+async def _check_events(request: Request, redis: Check) -> Check:
+    relay = request.app.state.runtime.relay
+    try:
+        backlog = await asyncio.wait_for(relay.measure(), CHECK_TIMEOUT)
+    except ServiceUnavailable as exc:
+        return Check(status="degraded", error=str(exc))
+    except TimeoutError:
+        return Check(status="degraded", error="the outbox did not answer in time")
+    if relay.limit and backlog.waiting > relay.limit:
+        error = f"over the outbox limit of {relay.limit}: writes are refused until it drains"
+    elif backlog.lag > LAGGING_SECONDS:
+        error = f"the oldest event has waited {backlog.lag:.0f} s (Redis down? no relay?)"
+    elif backlog.waiting and (relay.redis_failing or redis.status != "ok"):
+        error = "Redis unreachable: events wait in the outbox"
+    else:
+        return Check(status="ok", backlog=backlog.waiting)
+    return Check(status="degraded", error=error, backlog=backlog.waiting)
+
+
 @router.get(
     "/ready",
     response_model=Readiness,
@@ -81,7 +102,8 @@ async def ready(request: Request) -> Response:
     database, redis, migrations = await asyncio.gather(
         _check_database(request), _check_redis(request), _check_migrations(request)
     )
-    checks = {"database": database, "redis": redis, "migrations": migrations}
+    events = await _check_events(request, redis)
+    checks = {"database": database, "redis": redis, "migrations": migrations, "events": events}
     ok = database.status == "ok" and migrations.status == "ok"
     body = Readiness(status="ready" if ok else "unavailable", checks=checks)
     return Response(

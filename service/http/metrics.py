@@ -64,6 +64,21 @@ class _RuntimeCollector(Collector):
             value=len(runtime.events.subscriptions),
         )
         yield GaugeMetricFamily(
+            "apictl_event_outbox_backlog",
+            "Events waiting in the outbox for the relay",
+            value=runtime.relay.backlog.waiting,
+        )
+        yield GaugeMetricFamily(
+            "apictl_event_relay_lag_seconds",
+            "Age of the oldest event waiting in the outbox",
+            value=runtime.relay.backlog.lag,
+        )
+        yield GaugeMetricFamily(
+            "apictl_event_relay_active",
+            "1 in the process whose relay holds the lock",
+            value=int(runtime.relay.holding),
+        )
+        yield GaugeMetricFamily(
             "apictl_asyncio_tasks", "Tasks on the event loop", value=len(asyncio.all_tasks())
         )
         yield CounterMetricFamily(

@@ -105,6 +105,7 @@ def test_embedded_servers_start_are_shared_and_stop_with_the_last_user(
         "database": "ok",
         "redis": "ok",
         "migrations": "ok",  # development serve applied them first
+        "events": "ok",
     }
 
     # A second process on the same data dir attaches to the running servers...

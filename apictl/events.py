@@ -1,0 +1,91 @@
+"""`apictl events`: the outbox, its relay and the Stream, as operators and developers see them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from apictl.errors import ExitCode
+from apictl.output import console, fail, print_json
+
+app = typer.Typer(
+    help="Watch the event outbox, its relay and the live Stream.", no_args_is_help=True
+)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Events waiting in the outbox and the oldest one's age, the Stream's length and last id,
+    and which process holds the relay."""
+    from dataclasses import asdict
+
+    from apictl.session import run_service
+
+    found = run_service(lambda rt: rt.relay.status())
+    if as_json:
+        print_json(asdict(found))
+        return
+    holder = found.holder
+    rows = [
+        ("backlog", f"{found.backlog} event(s) waiting"),
+        ("oldest waiting", f"{found.oldest_waiting_seconds:.1f} s" if found.backlog else "-"),
+        (
+            "relay",
+            f"{holder.application_name} (backend pid {holder.pid}, since {holder.since:%H:%M:%S})"
+            if holder
+            else "no process holds it: is `apictl serve` running?",
+        ),
+        (
+            "stream",
+            f"{found.stream_length} event(s), last id {found.last_id or '-'}"
+            if found.redis_error is None
+            else f"Redis unreachable: {found.redis_error}",
+        ),
+    ]
+    for name, value in rows:
+        console.print(f"[bold]{name:>15}[/]  {value}")
+
+
+@app.command()
+def tail(
+    since: Annotated[
+        str | None,
+        typer.Option(metavar="ID", help="Replay from after this event id first (as in SSE id:)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Print events as they reach the Stream, one line each (id, type, data), until Ctrl-C."""
+    from apictl.session import resolve_servers
+    from service.config import load_settings
+    from service.events.bus import follow, is_event_id
+    from service.process.redis_client import create_redis
+
+    if since is not None and not is_event_id(since):
+        fail(
+            f"--since {since!r} is not an event id",
+            hint="ids look like 1764629925123-0",
+            code=ExitCode.USAGE,
+        )
+    settings = resolve_servers(load_settings())
+
+    async def main() -> None:
+        redis = create_redis(settings)
+        try:
+            async for event in follow(redis, since):
+                if as_json:
+                    line: dict[str, Any] = {"id": event.id, "type": event.type}
+                    line["data"] = orjson.loads(event.data)
+                    print(orjson.dumps(line).decode(), flush=True)
+                else:
+                    print(f"{event.id}  {event.type}  {event.data}", flush=True)
+        finally:
+            await redis.aclose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
