@@ -171,6 +171,7 @@ def test_configmap_and_example_secret_are_a_valid_production_configuration(
     assert settings.is_production
     assert settings.json_logs
     assert settings.host == "0.0.0.0"
+    assert not settings.docs_enabled  # APICTL_DOCS left to production's default
     for field, info in Settings.model_fields.items():  # every other value round-trips
         if env_name(field) in data and field not in ("env", "host", "log_format"):
             assert getattr(settings, field) == info.get_default(call_default_factory=True), field
@@ -182,12 +183,13 @@ def test_manifests_follow_the_settings_of_the_machine(
     monkeypatch.setenv("APICTL_PORT", "9090")
     monkeypatch.setenv("APICTL_SHUTDOWN_TIMEOUT", "25")
     monkeypatch.setenv("APICTL_DB_POOL_MAX", "7")
+    monkeypatch.setenv("APICTL_DOCS", "true")
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:hunter2@db.internal:5432/app")
     rendered = scaffold("--max-replicas", "6")
     manifests = rendered.manifests()
     data = manifests["ConfigMap"]["data"]
     assert (data["APICTL_PORT"], data["APICTL_SHUTDOWN_TIMEOUT"]) == ("9090", "25")
-    assert data["APICTL_DB_POOL_MAX"] == "7"
+    assert (data["APICTL_DB_POOL_MAX"], data["APICTL_DOCS"]) == ("7", "true")
     assert container(manifests["Deployment"])["ports"][0]["containerPort"] == 9090
     pod = manifests["Deployment"]["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > 25

@@ -1,0 +1,96 @@
+"""/docs and /redoc: served offline from the packaged assets, and off with APICTL_DOCS=false."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from subprocess import CompletedProcess
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+
+Apictl = Callable[..., CompletedProcess[str]]
+
+PAGES = ("/docs", "/redoc")
+# What FastAPI's own pages load: Swagger UI / ReDoc, a favicon and ReDoc's fonts
+THIRD_PARTY = ("cdn.jsdelivr.net", "fastapi.tiangolo.com", "fonts.googleapis.com", "unpkg.com")
+_LINKED = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
+
+
+def linked(html: str) -> list[str]:
+    """Every URL the page's tags load (scripts, stylesheets, icons)."""
+    return _LINKED.findall(html)
+
+
+@pytest.fixture
+def app_with(settings: Settings) -> Iterator[Callable[..., TestClient]]:
+    """app_with(env="production", docs=True): a started app of this test's settings, changed."""
+    clients: list[TestClient] = []
+
+    def make(**changes: object) -> TestClient:
+        client = TestClient(create_app(settings.model_copy(update=changes)))
+        clients.append(client.__enter__())
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_docs_pages_load_only_assets_of_the_service(client: TestClient, page: str) -> None:
+    response = client.get(page)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    for host in THIRD_PARTY:
+        assert host not in response.text
+    assert "//" not in "".join(linked(response.text)), "every asset is on the service's origin"
+    assert "'/openapi.json'" in response.text or '"/openapi.json"' in response.text
+
+
+def test_every_asset_the_pages_name_is_served(client: TestClient) -> None:
+    urls = {url for page in PAGES for url in linked(client.get(page).text)}
+    assert {url.rsplit("/", 1)[1] for url in urls} == {
+        "swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png",
+    }  # fmt: skip
+    expected_type = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert expected_type[url[url.rindex(".") :]] in response.headers["content-type"], url
+        assert len(response.content) > 1000, url
+
+
+def test_docs_false_turns_off_the_pages_their_assets_and_the_openapi_document(
+    app_with: Callable[..., TestClient],
+) -> None:
+    client = app_with(docs=False)
+    for path in (*PAGES, "/openapi.json", "/docs/assets/swagger-ui.css", "/docs/oauth2-redirect"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["code"] == "not_found"
+
+
+def test_production_serves_no_docs_unless_asked(app_with: Callable[..., TestClient]) -> None:
+    hidden = app_with(env="production")
+    assert hidden.get("/docs").status_code == hidden.get("/openapi.json").status_code == 404
+    shown = app_with(env="production", docs=True)
+    assert shown.get("/redoc").status_code == shown.get("/openapi.json").status_code == 200
+
+
+def test_apictl_openapi_exports_the_document_with_docs_off(apictl: Apictl) -> None:
+    result = apictl("openapi", env={**os.environ, "APICTL_DOCS": "false"})
+    assert result.returncode == 0, result.stderr
+    assert "/api/v1/posts" in json.loads(result.stdout)["paths"]
+
+
+def test_check_config_lists_the_setting(apictl: Apictl) -> None:
+    result = apictl("check", "config", "--json", env={**os.environ, "APICTL_DOCS": "false"})
+    assert result.returncode == 0, result.stderr
+    rows = {row["variable"]: row for row in json.loads(result.stdout)["settings"]}
+    assert rows["APICTL_DOCS"] == {"variable": "APICTL_DOCS", "value": "False", "source": "env"}
