@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -316,3 +317,29 @@ def test_help_says_what_it_writes(apictl: Apictl) -> None:
     text = apictl("scaffold", "deploy", "--help").stdout
     for word in ("Dockerfile", "HorizontalPodAutoscaler", "--force", "--replicas", "--image"):
         assert word in text
+
+
+# The oldest Kubernetes release still in support when this was written, and the newest the
+# installed kubernetes-validate knows (its schemas are bundled: no network)
+KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_passes_the_kubernetes_schemas_in_strict_mode(
+    scaffold: Callable[..., Rendered], version: str
+) -> None:
+    rendered = scaffold("--name", "shop", "--replicas", "3")
+    documents = [*rendered.manifests().values(), rendered.secret_example()]
+    assert len(documents) == len(APPLIED) + 1
+    for document in documents:
+        # strict: a field the schema does not define (a typo, a wrong level) is an error
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_strict_validation_refuses_a_field_kubernetes_does_not_know(
+    scaffold: Callable[..., Rendered],
+) -> None:
+    deployment = scaffold().manifests()["Deployment"]
+    container(deployment)["livenesProbe"] = container(deployment).pop("livenessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError, match="livenesProbe"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
