@@ -25,6 +25,13 @@ DOCS_PATH = "/docs"
 REDOC_PATH = "/redoc"
 ASSETS_PATH = "/docs/assets"
 OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
+# The pages may load from the service only. ReDoc's bundle reaches for its vendor's logo on
+# cdn.redoc.ly whatever its options: the browser refuses it here (ReDoc then hides the image).
+# Inline: Swagger UI's start-up script and both UIs' styles; blob: ReDoc's search worker.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline';"
+    " img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'self'"
+)
 
 
 def assets_dir() -> Path:
@@ -39,26 +46,35 @@ def install_docs(app: FastAPI) -> None:
     @app.get(DOCS_PATH, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=root + OPENAPI_PATH,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
-            oauth2_redirect_url=root + OAUTH2_REDIRECT_PATH,
+        return _confined(
+            get_swagger_ui_html(
+                openapi_url=root + OPENAPI_PATH,
+                title=f"{app.title} - Swagger UI",
+                swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
+                swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+                oauth2_redirect_url=root + OAUTH2_REDIRECT_PATH,
+            )
         )
 
     @app.get(OAUTH2_REDIRECT_PATH, include_in_schema=False)
     async def swagger_ui_oauth2_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return _confined(get_swagger_ui_oauth2_redirect_html())
 
     @app.get(REDOC_PATH, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(
-            openapi_url=root + OPENAPI_PATH,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
-            with_google_fonts=False,
+        return _confined(
+            get_redoc_html(
+                openapi_url=root + OPENAPI_PATH,
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
+                redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+                with_google_fonts=False,
+            )
         )
+
+
+def _confined(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return page

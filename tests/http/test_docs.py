@@ -6,11 +6,19 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from subprocess import CompletedProcess
+from typing import Any
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
+from selenium.webdriver import Chrome
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
+from fixtures.browser import network_requests
+from fixtures.servers import RunningServer
 from service.app import create_app
 from service.config import Settings
 
@@ -51,6 +59,7 @@ def test_docs_pages_load_only_assets_of_the_service(client: TestClient, page: st
         assert host not in response.text
     assert "//" not in "".join(linked(response.text)), "every asset is on the service's origin"
     assert "'/openapi.json'" in response.text or '"/openapi.json"' in response.text
+    assert "default-src 'self'" in response.headers["content-security-policy"]
 
 
 def test_every_asset_the_pages_name_is_served(client: TestClient) -> None:
@@ -94,3 +103,64 @@ def test_check_config_lists_the_setting(apictl: Apictl) -> None:
     assert result.returncode == 0, result.stderr
     rows = {row["variable"]: row for row in json.loads(result.stdout)["settings"]}
     assert rows["APICTL_DOCS"] == {"variable": "APICTL_DOCS", "value": "False", "source": "env"}
+
+
+def api_document(server: RunningServer) -> dict[str, Any]:
+    document: dict[str, Any] = httpx2.get(f"{server.url}/openapi.json").json()
+    return document
+
+
+def open_page(browser: Chrome, url: str, selector: str, count: int) -> list[Any]:
+    """Load `url` and wait (at most 30 s) until `count` elements match `selector`."""
+    browser.get(url)
+    WebDriverWait(browser, 30).until(
+        lambda page: len(page.find_elements(By.CSS_SELECTOR, selector)) >= count
+    )
+    return list(browser.find_elements(By.CSS_SELECTOR, selector))
+
+
+def test_swagger_ui_shows_every_operation_in_a_browser_that_reaches_only_the_service(
+    browser: Chrome,
+    start_server: Callable[..., RunningServer],
+    server_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = start_server(server_env)
+    paths = api_document(server)["paths"]
+    operations = {(method.upper(), path) for path, item in paths.items() for method in item}
+    blocks = open_page(browser, f"{server.url}/docs", ".opblock", len(operations))
+    browser.save_screenshot(str(tmp_path / "docs.png"))
+    shown = {
+        (
+            block.find_element(By.CSS_SELECTOR, ".opblock-summary-method").text,
+            block.find_element(By.CSS_SELECTOR, ".opblock-summary-path").get_attribute("data-path"),
+        )
+        for block in blocks
+    }
+    assert shown == operations
+    requests = network_requests(browser)
+    assert f"{server.url}/openapi.json" in requests.sent
+    assert [url for url in requests.sent if not url.startswith(f"{server.url}/")] == []
+    assert requests.blocked == []
+
+
+def test_redoc_shows_every_operation_and_its_vendor_logo_never_leaves_the_browser(
+    browser: Chrome,
+    start_server: Callable[..., RunningServer],
+    server_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    server = start_server(server_env)
+    paths = api_document(server)["paths"]
+    operation_ids = {op["operationId"] for item in paths.values() for op in item.values()}
+    sections = open_page(
+        browser, f"{server.url}/redoc", "[data-section-id^='operation/']", len(operation_ids)
+    )
+    browser.save_screenshot(str(tmp_path / "redoc.png"))
+    shown = {section.get_attribute("data-section-id") for section in sections}
+    assert shown == {f"operation/{operation_id}" for operation_id in operation_ids}
+    requests = network_requests(browser)
+    assert f"{server.url}/openapi.json" in requests.sent
+    assert [url for url in requests.sent if not url.startswith(f"{server.url}/")] == []
+    # ReDoc's bundle asks for cdn.redoc.ly's logo; the page's Content-Security-Policy refuses it
+    assert all(url.startswith("https://cdn.redoc.ly/") for url in requests.blocked)
