@@ -24,6 +24,7 @@ APPLIED = {
     "configmap.yaml", "deployment.yaml", "service.yaml", "migrate-job.yaml", "hpa.yaml", "pdb.yaml",
 }  # fmt: skip
 SECRET_EXAMPLE = "secret.yaml.example"
+ROOT = Path(__file__).parent.parent.parent
 
 
 @dataclass
@@ -258,10 +259,21 @@ def test_dockerfile_is_multi_stage_unprivileged_and_checks_health(
     assert json.loads(arguments["CMD"][-1]) == ["apictl", "serve"]  # exec form: PID 1 gets SIGTERM
 
 
+def test_dockerfile_installs_the_locked_dependencies_then_the_wheel_alone(
+    scaffold: Callable[..., Rendered],
+) -> None:
+    (install,) = [args for word, args in scaffold().dockerfile() if "/opt/venv/bin/pip" in args]
+    assert "source=/src/requirements" in install
+    steps = [step.strip() for step in install.split("&&")]
+    assert "/opt/venv/bin/pip install --require-hashes -r /requirements/app.txt" in steps
+    assert steps[-1] == "/opt/venv/bin/pip install --no-deps /dist/*.whl"
+    assert (ROOT / "requirements" / "app.txt").is_file()  # the lock the build context sends
+
+
 def test_dockerignore_keeps_secrets_and_local_state_out(scaffold: Callable[..., Rendered]) -> None:
     patterns = set((scaffold().out / ".dockerignore").read_text().splitlines())
     assert {".env", ".venv", ".apictl", ".git", "**/__pycache__", "tests", "bench"} <= patterns
-    assert not {"migrations", "templates", "README.md", "pyproject.toml"} & patterns
+    assert not {"migrations", "templates", "README.md", "pyproject.toml", "requirements"} & patterns
 
 
 def test_existing_files_are_kept_and_nothing_is_written(apictl: Apictl, tmp_path: Path) -> None:
