@@ -75,6 +75,20 @@ def test_every_asset_the_pages_name_is_served(client: TestClient) -> None:
         assert len(response.content) > 1000, url
 
 
+def test_assets_are_cached_by_etag_and_nothing_else_of_the_package_is_served(
+    client: TestClient,
+) -> None:
+    first = client.get("/docs/assets/swagger-ui.css")
+    again = client.get(
+        "/docs/assets/swagger-ui.css", headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
+    for path in ("/docs/assets/core.py", "/docs/assets/%2E%2E", "/docs/assets/..%2Fcore.py"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["code"] == "not_found"
+
+
 def test_docs_false_turns_off_the_pages_their_assets_and_the_openapi_document(
     app_with: Callable[..., TestClient],
 ) -> None:
