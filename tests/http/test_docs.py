@@ -17,7 +17,7 @@ from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
-from fixtures.browser import network_requests
+from fixtures.browser import console_errors, network_requests
 from fixtures.servers import RunningServer
 from service.app import create_app
 from service.config import Settings
@@ -156,6 +156,7 @@ def test_swagger_ui_shows_every_operation_in_a_browser_that_reaches_only_the_ser
     assert f"{server.url}/openapi.json" in requests.sent
     assert [url for url in requests.sent if not url.startswith(f"{server.url}/")] == []
     assert requests.blocked == []
+    assert console_errors(browser) == []
 
 
 def test_redoc_shows_every_operation_and_its_vendor_logo_never_leaves_the_browser(
@@ -178,3 +179,5 @@ def test_redoc_shows_every_operation_and_its_vendor_logo_never_leaves_the_browse
     assert [url for url in requests.sent if not url.startswith(f"{server.url}/")] == []
     # ReDoc's bundle asks for cdn.redoc.ly's logo; the page's Content-Security-Policy refuses it
     assert all(url.startswith("https://cdn.redoc.ly/") for url in requests.blocked)
+    errors = console_errors(browser)
+    assert all("cdn.redoc.ly" in error and "Content Security Policy" in error for error in errors)
