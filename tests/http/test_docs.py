@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,16 +39,13 @@ def linked(html: str) -> list[str]:
 @pytest.fixture
 def app_with(settings: Settings) -> Iterator[Callable[..., TestClient]]:
     """app_with(env="production", docs=True): a started app of this test's settings, changed."""
-    clients: list[TestClient] = []
+    with contextlib.ExitStack() as started:
 
-    def make(**changes: object) -> TestClient:
-        client = TestClient(create_app(settings.model_copy(update=changes)))
-        clients.append(client.__enter__())
-        return client
+        def make(**changes: object) -> TestClient:
+            app = create_app(settings.model_copy(update=changes))
+            return started.enter_context(TestClient(app))
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+        yield make
 
 
 @pytest.mark.parametrize("page", PAGES)
