@@ -1,9 +1,11 @@
 # Everyday tasks; CI (.ci/run) calls the same commands.
 PY ?= .venv/bin
+# One resolution for every platform and Python >= 3.11, with the hash of every file (README: lock files)
+COMPILE = $(PY)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: install serve test lint docs
-install:
-	python3 -m venv .venv && $(PY)/pip install -e '.[test]'
+.PHONY: install serve test lint docs lock lock-upgrade
+install:  # from the lock, then the project itself, editable
+	python3 -m venv .venv && $(PY)/pip install -r requirements/dev.txt && $(PY)/pip install --no-deps -e .
 serve:
 	$(PY)/apictl serve
 test:
@@ -13,3 +15,8 @@ lint:
 		&& $(PY)/python scripts/readme.py --check
 docs:  # regenerate README.md's command and settings tables from the code
 	$(PY)/python scripts/readme.py
+lock:  # after editing pyproject.toml's dependencies: re-resolve, keeping every pin that still fits
+	$(COMPILE) --extra test --extra bench $(UPGRADE) -o requirements/dev.txt
+	$(COMPILE) -c requirements/dev.txt -o requirements/app.txt
+lock-upgrade:  # every package to its newest release that pyproject.toml allows
+	$(MAKE) lock UPGRADE=--upgrade

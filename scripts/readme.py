@@ -168,6 +168,7 @@ TREE = (
     "service/<resource>/",
     "migrations/",
     "templates/",
+    "requirements/",
     "tests/",
     "bench/",
     "scripts/readme.py",

@@ -24,6 +24,7 @@ from service import __version__
 from service.config import Settings, load_settings
 from service.http.access_log import AccessLog
 from service.http.compiled import CompiledRoutes
+from service.http.docs import OPENAPI_PATH, install_docs
 from service.http.errors import ERROR_RESPONSES, install_error_handlers
 from service.http.metrics import Metrics
 from service.http.middleware.body_limit import BodyLimitMiddleware
@@ -65,7 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
         title="apictl service",
         version=__version__,
         lifespan=lifespan,
-        docs_url=None if settings.is_production else "/docs",
+        openapi_url=OPENAPI_PATH if settings.docs_enabled else None,
+        docs_url=None,  # ours, offline (service/http/docs.py)
         redoc_url=None,
         # Metrics are ours (Prometheus, /metrics). FastAPI's native OpenTelemetry hooks would
         # otherwise look up global providers on every request.
@@ -79,6 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for router in discover_routers():
         app.include_router(router, responses=ERROR_RESPONSES)
+    if settings.docs_enabled:
+        install_docs(app)  # after the API's routes: they are matched first
     return app
 
 

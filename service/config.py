@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         " per-request machinery, same answers, slower)",
         examples=[True],
     )
+    docs: bool | None = Field(
+        None,
+        description="serve the API docs (`/docs`, `/redoc`) and `/openapi.json`",
+        examples=["false"],
+        json_schema_extra={"readme_default": "`false` in production, else `true`"},
+    )
     db_pool_min: int = Field(5, ge=0, description="connections kept open per process", examples=[5])
     db_pool_max: int = Field(20, ge=1, description="most connections per process", examples=[20])
     db_acquire_timeout: float = Field(
@@ -273,6 +279,10 @@ class Settings(BaseSettings):
     @property
     def json_logs(self) -> bool:
         return self.log_format == "json" or (self.log_format is None and self.is_production)
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.docs if self.docs is not None else not self.is_production
 
 
 def env_name(field: str) -> str:

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx2
@@ -25,12 +26,16 @@ import redis
 from fastapi.testclient import TestClient
 
 from fixtures.accounts import PASSWORD, Account
+from fixtures.browser import headless_chromium
 from fixtures.servers import APICTL, RunningServer, Servers, free_port, with_database
 from service.app import create_app
 from service.auth.passwords import Passwords
 from service.config import Settings, load_settings
 from service.ops.migrations import Migrator
 from service.process.embedded import detach, start_postgres, start_redis
+
+if TYPE_CHECKING:
+    from selenium import webdriver
 
 TEMPLATE_DB = f"apictl_template_{os.getpid()}"
 
@@ -195,6 +200,15 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """A headless Chromium that reaches only loopback (fixtures/browser.py); skipped without
+    Chromium, except in CI."""
+    driver = headless_chromium(tmp_path / "chromium-profile")
+    yield driver
+    driver.quit()
 
 
 @pytest.fixture

@@ -133,14 +133,22 @@ def _template_values(
 
 
 def _config_map_data(settings: Settings) -> str:
-    """The ConfigMap's `data:` lines: every non-secret setting as a pod in production needs it."""
+    """The ConfigMap's `data:` lines: every non-secret setting as a pod in production needs it.
+
+    A setting left unset here whose default depends on APICTL_ENV (APICTL_DOCS) is left out:
+    the pod applies production's default.
+    """
     from service.config import SECRET_FIELDS, env_name
 
-    return "\n".join(
-        f"  {env_name(field)}: "
-        + json.dumps(_env_text(_PRODUCTION.get(field, getattr(settings, field))))
+    values = {
+        field: _PRODUCTION.get(field, getattr(settings, field))
         for field in type(settings).model_fields
         if field not in _NOT_IN_CONFIGMAP and field not in SECRET_FIELDS
+    }
+    return "\n".join(
+        f"  {env_name(field)}: {json.dumps(_env_text(value))}"
+        for field, value in values.items()
+        if value is not None
     )
 
 

@@ -50,6 +50,7 @@ def deploy_findings(settings: Settings, workers: int) -> list[Finding]:
         *_environment(settings),
         *_cors(settings),
         *_logging(settings),
+        *_docs(settings),
         *_passwords(settings),
     ]
     if settings.database_url is not None:
@@ -109,6 +110,17 @@ def _logging(settings: Settings) -> Iterator[Finding]:
             "warning",
             "APICTL_LOG_FORMAT=console in production: log collectors cannot parse the lines",
             "unset APICTL_LOG_FORMAT (production defaults to json) or set it to json",
+        )
+
+
+def _docs(settings: Settings) -> Iterator[Finding]:
+    if settings.is_production and settings.docs_enabled:
+        yield Finding(
+            "docs-public",
+            "info",
+            "APICTL_DOCS=true in production: /docs, /redoc and /openapi.json describe every"
+            " route to anyone",
+            "unset APICTL_DOCS unless the API is meant to be public (production defaults to off)",
         )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -23,6 +24,7 @@ APPLIED = {
     "configmap.yaml", "deployment.yaml", "service.yaml", "migrate-job.yaml", "hpa.yaml", "pdb.yaml",
 }  # fmt: skip
 SECRET_EXAMPLE = "secret.yaml.example"
+ROOT = Path(__file__).parent.parent.parent
 
 
 @dataclass
@@ -171,6 +173,7 @@ def test_configmap_and_example_secret_are_a_valid_production_configuration(
     assert settings.is_production
     assert settings.json_logs
     assert settings.host == "0.0.0.0"
+    assert not settings.docs_enabled  # APICTL_DOCS left to production's default
     for field, info in Settings.model_fields.items():  # every other value round-trips
         if env_name(field) in data and field not in ("env", "host", "log_format"):
             assert getattr(settings, field) == info.get_default(call_default_factory=True), field
@@ -182,12 +185,13 @@ def test_manifests_follow_the_settings_of_the_machine(
     monkeypatch.setenv("APICTL_PORT", "9090")
     monkeypatch.setenv("APICTL_SHUTDOWN_TIMEOUT", "25")
     monkeypatch.setenv("APICTL_DB_POOL_MAX", "7")
+    monkeypatch.setenv("APICTL_DOCS", "true")
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:hunter2@db.internal:5432/app")
     rendered = scaffold("--max-replicas", "6")
     manifests = rendered.manifests()
     data = manifests["ConfigMap"]["data"]
     assert (data["APICTL_PORT"], data["APICTL_SHUTDOWN_TIMEOUT"]) == ("9090", "25")
-    assert data["APICTL_DB_POOL_MAX"] == "7"
+    assert (data["APICTL_DB_POOL_MAX"], data["APICTL_DOCS"]) == ("7", "true")
     assert container(manifests["Deployment"])["ports"][0]["containerPort"] == 9090
     pod = manifests["Deployment"]["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > 25
@@ -255,10 +259,21 @@ def test_dockerfile_is_multi_stage_unprivileged_and_checks_health(
     assert json.loads(arguments["CMD"][-1]) == ["apictl", "serve"]  # exec form: PID 1 gets SIGTERM
 
 
+def test_dockerfile_installs_the_locked_dependencies_then_the_wheel_alone(
+    scaffold: Callable[..., Rendered],
+) -> None:
+    (install,) = [args for word, args in scaffold().dockerfile() if "/opt/venv/bin/pip" in args]
+    assert "source=/src/requirements" in install
+    steps = [step.strip() for step in install.split("&&")]
+    assert "/opt/venv/bin/pip install --require-hashes -r /requirements/app.txt" in steps
+    assert steps[-1] == "/opt/venv/bin/pip install --no-deps /dist/*.whl"
+    assert (ROOT / "requirements" / "app.txt").is_file()  # the lock the build context sends
+
+
 def test_dockerignore_keeps_secrets_and_local_state_out(scaffold: Callable[..., Rendered]) -> None:
     patterns = set((scaffold().out / ".dockerignore").read_text().splitlines())
     assert {".env", ".venv", ".apictl", ".git", "**/__pycache__", "tests", "bench"} <= patterns
-    assert not {"migrations", "templates", "README.md", "pyproject.toml"} & patterns
+    assert not {"migrations", "templates", "README.md", "pyproject.toml", "requirements"} & patterns
 
 
 def test_existing_files_are_kept_and_nothing_is_written(apictl: Apictl, tmp_path: Path) -> None:
@@ -314,3 +329,29 @@ def test_help_says_what_it_writes(apictl: Apictl) -> None:
     text = apictl("scaffold", "deploy", "--help").stdout
     for word in ("Dockerfile", "HorizontalPodAutoscaler", "--force", "--replicas", "--image"):
         assert word in text
+
+
+# The oldest Kubernetes release still in support when this was written, and the newest the
+# installed kubernetes-validate knows (its schemas are bundled: no network)
+KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_passes_the_kubernetes_schemas_in_strict_mode(
+    scaffold: Callable[..., Rendered], version: str
+) -> None:
+    rendered = scaffold("--name", "shop", "--replicas", "3")
+    documents = [*rendered.manifests().values(), rendered.secret_example()]
+    assert len(documents) == len(APPLIED) + 1
+    for document in documents:
+        # strict: a field the schema does not define (a typo, a wrong level) is an error
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_strict_validation_refuses_a_field_kubernetes_does_not_know(
+    scaffold: Callable[..., Rendered],
+) -> None:
+    deployment = scaffold().manifests()["Deployment"]
+    container(deployment)["livenesProbe"] = container(deployment).pop("livenessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError, match="livenesProbe"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)

@@ -106,8 +106,17 @@ def test_production_without_servers_is_an_error(check: Check) -> None:
         ({"DATABASE_URL": "postgres"}, "database-password-weak", "error"),
         ({"DATABASE_URL": "short"}, "database-password-weak", "error"),
         ({"DATABASE_URL": ""}, "database-password-missing", "warning"),
+        ({"APICTL_DOCS": "true"}, "docs-public", "info"),
     ],
-    ids=["cors", "debug", "console-logs", "well-known-password", "short-password", "no-password"],
+    ids=[
+        "cors",
+        "debug",
+        "console-logs",
+        "well-known-password",
+        "short-password",
+        "no-password",
+        "docs",
+    ],
 )
 def test_each_risky_setting_is_a_finding(
     check: Check, production: dict[str, str], env: dict[str, str], finding: str, severity: str
