@@ -13,8 +13,8 @@ same statement, so a change and its event commit together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Generic, NoReturn, TypeVar, get_args
 from uuid import UUID
 
@@ -23,7 +23,8 @@ from pydantic import BaseModel
 
 from service.auth.tokens import Principal
 from service.db import Connection
-from service.errors import Forbidden, NotFound, ValidationFailed
+from service.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from service.etags import etag, match
 from service.events.outbox import with_event
 from service.pagination import Page, decode_cursor, make_page
 from service.runtime import Runtime
@@ -59,6 +60,7 @@ class Crud(Generic[M]):
         self.nullable = frozenset(n for n in self.fields if _may_be_none(fields[n].annotation))
         # built once here: the request path only looks them up
         self.by_id, self.exists = table.by_id, table.exists
+        self.lock = table.by_id + " FOR UPDATE"
         self.delete = with_event(table.delete, f"{noun}.deleted", Deleted) if table.owner else ""
         self.pages = {
             (False, False): table.first_page,
@@ -102,10 +104,18 @@ class Crud(Generic[M]):
         rt.relay.written()
         return self.from_row(row)
 
-    async def change(self, rt: Runtime, actor: Principal, item_id: UUID, changes: BaseModel) -> M:
+    async def change(
+        self,
+        rt: Runtime,
+        actor: Principal,
+        item_id: UUID,
+        changes: BaseModel,
+        if_match: str | None = None,
+    ) -> M:
         """The guarded UPDATE (owner or admin) with the fields given, and its `<noun>.updated`.
 
-        A field left out (or null, unless it may be null) keeps its value.
+        A field left out (or null, unless it may be null) keeps its value. With `if_match`,
+        only if the item is still that version (`precondition`).
         """
         rt.relay.check_room()
         args: list[Any] = []
@@ -114,7 +124,7 @@ class Crud(Generic[M]):
                 args.append(name in changes.model_fields_set)
             args.append(getattr(changes, name))
         with self.references_checked():
-            async with rt.db.connection() as conn:
+            async with rt.db.connection() as conn, self.precondition(conn, item_id, if_match):
                 row = await conn.fetchrow(
                     self.update, item_id, *args, actor.is_admin, actor.user_id
                 )
@@ -123,14 +133,40 @@ class Crud(Generic[M]):
         rt.relay.written()
         return self.from_row(row)
 
-    async def remove(self, rt: Runtime, actor: Principal, item_id: UUID) -> None:
+    async def remove(
+        self, rt: Runtime, actor: Principal, item_id: UUID, if_match: str | None = None
+    ) -> None:
         """The guarded DELETE (owner or admin), and its `<noun>.deleted`."""
         rt.relay.check_room()
-        async with rt.db.connection() as conn:
+        async with rt.db.connection() as conn, self.precondition(conn, item_id, if_match):
             owner_id = await conn.fetchval(self.delete, item_id, actor.is_admin, actor.user_id)
             if owner_id is None:
                 await self._refuse(conn, item_id)
         rt.relay.written()
+
+    @asynccontextmanager
+    async def precondition(
+        self, conn: Connection, item_id: UUID, if_match: str | None
+    ) -> AsyncIterator[None]:
+        """The block, in a transaction that holds the row locked while If-Match holds for it.
+
+        The tag compared is the hash of the item as the API encodes it (`etags`), the ETag its
+        GET sent; another one, or no such item, is 412 and nothing changes. Without If-Match
+        the block runs as it is (no transaction, no extra round trip).
+        """
+        if if_match is None:
+            yield
+            return
+        async with conn.transaction():
+            row = await conn.fetchrow(self.lock, item_id)
+            current = etag(self.from_row(row).model_dump_json().encode()) if row else None
+            if current is None or not match(if_match, current):
+                raise PreconditionFailed(
+                    f"this {self.noun} is not the version If-Match names"
+                    if current
+                    else f"no such {self.noun} (If-Match needs one)"
+                )
+            yield
 
     async def _refuse(self, conn: Connection, item_id: UUID) -> NoReturn:
         """Why a guarded write changed nothing: no such row (404), or not the caller's (403)."""

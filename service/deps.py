@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import Depends, Query
+from fastapi import Depends, Header, Query
 from starlette.requests import Request
 
 from service.auth.tokens import Principal
@@ -121,3 +121,33 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1.
 Cursor = Annotated[
     str | None, Query(max_length=200, description="next_cursor of the previous page")
 ]
+
+# Conditional requests on item endpoints (SPEC section 11; service/http/middleware/conditional.py
+# tags every response of a route declared with ITEM_READ or ITEM_WRITE, crud.Crud checks If-Match)
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="Change only this version (an ETag of the item, or *): else 412",
+        max_length=1000,
+    ),
+]
+_ETAG = {"ETag": {"description": "The version of this item", "schema": {"type": "string"}}}
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag you hold: 304 (no body) while it is current",
+    "schema": {"type": "string"},
+}
+ITEM_READ: dict[str, Any] = {
+    "responses": {200: {"headers": _ETAG}, 304: {"description": "Not modified", "headers": _ETAG}},
+    "openapi_extra": {"parameters": [_IF_NONE_MATCH]},
+}
+ITEM_WRITE: dict[str, Any] = {"responses": {200: {"headers": _ETAG}}}
+
+
+def tagged(route: Any) -> bool:
+    """Whether `route` (an APIRoute) was declared with ITEM_READ or ITEM_WRITE."""
+    success = getattr(route, "responses", {}).get(200, {})
+    return "ETag" in success.get("headers", {})

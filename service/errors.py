@@ -8,6 +8,7 @@
     ├── MethodNotAllowed          405 method_not_allowed
     ├── RequestTimeout            408 request_timeout
     ├── Conflict                  409 conflict
+    ├── PreconditionFailed        412 precondition_failed
     ├── PayloadTooLarge           413 payload_too_large
     ├── UnsupportedMediaType      415 unsupported_media_type
     ├── ValidationFailed          422 validation_error
@@ -75,6 +76,12 @@ class RequestTimeout(AppError):
 
 class Conflict(AppError):
     status, code, message = 409, "conflict", "conflict"
+
+
+class PreconditionFailed(AppError):
+    """If-Match named another version of the item than the current one: nothing changed."""
+
+    status, code, message = 412, "precondition_failed", "the item has changed"
 
 
 class PayloadTooLarge(AppError):

@@ -144,7 +144,16 @@ def _queries(r: Resource) -> dict[str, str]:
 def _service(r: Resource) -> dict[str, str]:
     own = [r.camel, f"New{r.camel}", f"{r.camel}Changes"]
     routes = {
-        "service.deps": ["Cursor", "CurrentUser", "Limit", "OwnerOrAdmin", "Rt"],
+        "service.deps": [
+            "ITEM_READ",
+            "ITEM_WRITE",
+            "Cursor",
+            "CurrentUser",
+            "IfMatch",
+            "Limit",
+            "OwnerOrAdmin",
+            "Rt",
+        ],
         "service.pagination": ["DEFAULT_LIMIT", "Page"],
         f"service.{r.name}.schemas": own,
         f"service.{r.name}.service": [r.name],

@@ -91,7 +91,7 @@ def raw_error_response(error: AppError, request_id: str) -> bytes:
     body = error_body(error, request_id)
     return (
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-        b"x-request-id: %s\r\nconnection: close\r\n\r\n%s"
+        b"x-request-id: %s\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n%s"
         % (
             error.status,
             HTTPStatus(error.status).phrase.encode(),

@@ -8,7 +8,16 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from service.deps import CurrentUser, Cursor, Limit, OwnerOrAdmin, Rt
+from service.deps import (
+    ITEM_READ,
+    ITEM_WRITE,
+    CurrentUser,
+    Cursor,
+    IfMatch,
+    Limit,
+    OwnerOrAdmin,
+    Rt,
+)
 from service.pagination import DEFAULT_LIMIT, Page
 from service.posts.schemas import NewPost, Post, PostChanges
 from service.posts.service import posts
@@ -32,17 +41,21 @@ async def create_post(new: NewPost, rt: Rt, caller: CurrentUser) -> Post:
     return await posts.create(rt, caller, new)
 
 
-@router.get("/{post_id}", summary="One post")
+@router.get("/{post_id}", summary="One post", **ITEM_READ)
 async def get_post(post_id: UUID, rt: Rt, caller: CurrentUser) -> Post:
     return await posts.get(rt, post_id)
 
 
-@router.patch("/{post_id}", summary="Change a post (author or admin)")
-async def update_post(post_id: UUID, changes: PostChanges, rt: Rt, caller: OwnerOrAdmin) -> Post:
-    return await posts.change(rt, caller, post_id, changes)
+@router.patch("/{post_id}", summary="Change a post (author or admin)", **ITEM_WRITE)
+async def update_post(
+    post_id: UUID, changes: PostChanges, rt: Rt, caller: OwnerOrAdmin, if_match: IfMatch = None
+) -> Post:
+    return await posts.change(rt, caller, post_id, changes, if_match)
 
 
 @router.delete("/{post_id}", status_code=204, summary="Delete a post (author or admin)")
-async def delete_post(post_id: UUID, rt: Rt, caller: OwnerOrAdmin) -> Response:
-    await posts.remove(rt, caller, post_id)
+async def delete_post(
+    post_id: UUID, rt: Rt, caller: OwnerOrAdmin, if_match: IfMatch = None
+) -> Response:
+    await posts.remove(rt, caller, post_id, if_match)
     return Response(status_code=204)

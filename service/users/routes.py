@@ -7,7 +7,18 @@ from uuid import UUID
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from service.deps import AdminUser, CurrentUser, Cursor, Limit, Rt, SelfOrAdmin, SignupCaller
+from service.deps import (
+    ITEM_READ,
+    ITEM_WRITE,
+    AdminUser,
+    CurrentUser,
+    Cursor,
+    IfMatch,
+    Limit,
+    Rt,
+    SelfOrAdmin,
+    SignupCaller,
+)
 from service.pagination import DEFAULT_LIMIT, Page
 from service.users import service
 from service.users.schemas import NewUser, User, UserChanges
@@ -20,7 +31,7 @@ async def create_user(new: NewUser, rt: Rt, caller: SignupCaller) -> User:
     return await service.create_user(rt, new)
 
 
-@router.get("/me", summary="The calling user")
+@router.get("/me", summary="The calling user", **ITEM_READ)
 async def me(rt: Rt, caller: CurrentUser) -> User:
     return await service.get_user(rt, caller.user_id)
 
@@ -32,17 +43,23 @@ async def list_users(
     return await service.list_users(rt, limit, cursor)
 
 
-@router.get("/{user_id}", summary="One user")
+@router.get("/{user_id}", summary="One user", **ITEM_READ)
 async def get_user(user_id: UUID, rt: Rt, caller: CurrentUser) -> User:
     return await service.get_user(rt, user_id)
 
 
-@router.patch("/{user_id}", summary="Change a user: self (name, password) or admin (all)")
-async def update_user(user_id: UUID, changes: UserChanges, rt: Rt, caller: SelfOrAdmin) -> User:
-    return await service.update_user(rt, caller, user_id, changes)
+@router.patch(
+    "/{user_id}", summary="Change a user: self (name, password) or admin (all)", **ITEM_WRITE
+)
+async def update_user(
+    user_id: UUID, changes: UserChanges, rt: Rt, caller: SelfOrAdmin, if_match: IfMatch = None
+) -> User:
+    return await service.update_user(rt, caller, user_id, changes, if_match)
 
 
 @router.delete("/{user_id}", status_code=204, summary="Delete a user (admin)")
-async def delete_user(user_id: UUID, rt: Rt, caller: AdminUser) -> Response:
-    await service.delete_user(rt, user_id)
+async def delete_user(
+    user_id: UUID, rt: Rt, caller: AdminUser, if_match: IfMatch = None
+) -> Response:
+    await service.delete_user(rt, user_id, if_match)
     return Response(status_code=204)

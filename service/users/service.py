@@ -62,13 +62,22 @@ def _authorize_fields(actor: Principal | None, changes: UserChanges) -> None:
 
 
 async def update_user(
-    rt: Runtime, actor: Principal | None, user_id: UUID, changes: UserChanges
+    rt: Runtime,
+    actor: Principal | None,
+    user_id: UUID,
+    changes: UserChanges,
+    if_match: str | None = None,
 ) -> User:
-    """Apply `changes`; self may change name and password, an admin everything."""
+    """Apply `changes`; self may change name and password, an admin everything (with
+    `if_match`, only to that version of the user: else PreconditionFailed)."""
     _authorize_fields(actor, changes)
     password_hash = await rt.passwords.hash(changes.password) if changes.password else None
     revoke = password_hash is not None or changes.is_active is False
-    async with rt.db.connection() as conn, conn.transaction():
+    async with (
+        rt.db.connection() as conn,
+        users.precondition(conn, user_id, if_match),
+        conn.transaction(),
+    ):
         row = await conn.fetchrow(
             queries.UPDATE,
             user_id,
@@ -86,9 +95,9 @@ async def update_user(
     return users.from_row(row)
 
 
-async def delete_user(rt: Runtime, user_id: UUID) -> None:
+async def delete_user(rt: Runtime, user_id: UUID, if_match: str | None = None) -> None:
     """Delete a user with their tokens and posts (the API lets only admins: deps.AdminUser)."""
-    async with rt.db.connection() as conn:
+    async with rt.db.connection() as conn, users.precondition(conn, user_id, if_match):
         deleted = await conn.fetchval(queries.DELETE, user_id)
     if deleted is None:
         raise NotFound("user not found")

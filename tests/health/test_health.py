@@ -30,6 +30,7 @@ def test_ready_reports_database_redis_migrations_and_events_ok(client: TestClien
     response = client.get("/ready")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": ALL_OK}
+    assert response.headers["x-content-type-options"] == "nosniff"  # every response has it
 
 
 def test_pending_migrations_make_ready_503(settings: Settings, empty_database_url: str) -> None:

@@ -46,8 +46,9 @@ def _masked(body: bytes, known: set[bytes]) -> bytes:
 
 
 def _headers(response: Response, masked: bool) -> list[tuple[str, str]]:
-    skip = {"content-length"} if masked else set()
-    return [(k, v) for k, v in response.headers.multi_items() if k not in skip]
+    """The headers; with a masked body, those derived from it as placeholders."""
+    derived = ("content-length", "etag") if masked else ()
+    return [(k, "<derived>" if k in derived else v) for k, v in response.headers.multi_items()]
 
 
 @pytest.fixture

@@ -239,3 +239,30 @@ def test_fifty_concurrent_creates_of_one_email(
     statuses = asyncio.run(race())
     assert statuses.count(201) == 1
     assert statuses.count(409) == 49
+
+
+def test_a_user_is_tagged_and_if_match_guards_changes(
+    client: TestClient, alice: Account, admin: Account
+) -> None:
+    one = f"/api/v1/users/{alice.id}"
+    me = client.get("/api/v1/users/me", headers=alice.headers)
+    assert me.headers["etag"] == client.get(one, headers=admin.headers).headers["etag"]
+    tag = me.headers["etag"]
+    cached = client.get("/api/v1/users/me", headers={**alice.headers, "If-None-Match": tag})
+    assert cached.status_code == 304
+
+    renamed = client.patch(
+        one, json={"name": "Alice A."}, headers={**alice.headers, "If-Match": tag}
+    )
+    assert renamed.status_code == 200
+    assert renamed.headers["etag"] != tag
+    stale = client.patch(one, json={"name": "Lost"}, headers={**alice.headers, "If-Match": tag})
+    assert stale.status_code == 412
+    assert stale.json()["code"] == "precondition_failed"
+    assert client.get(one, headers=alice.headers).json()["name"] == "Alice A."
+
+    refused = client.delete(one, headers={**admin.headers, "If-Match": tag})
+    assert refused.status_code == 412
+    assert client.get(one, headers=admin.headers).status_code == 200
+    current = {**admin.headers, "If-Match": renamed.headers["etag"]}
+    assert client.delete(one, headers=current).status_code == 204

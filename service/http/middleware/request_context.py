@@ -22,6 +22,7 @@ from service.http.context import RequestInfo, current_request
 from service.http.errors import send_error
 from service.http.metrics import Metrics
 
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 UNMATCHED = "(unmatched)"  # the route label of requests no route took: never the raw path
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 error_log = logging.getLogger("apictl.error")
@@ -57,6 +58,7 @@ class RequestContextMiddleware:
         info = RequestInfo(self.ids.for_scope(scope))
         token = current_request.set(info)
         header = (b"x-request-id", info.request_id.encode("ascii"))
+        # every response: never sniffed into something executable (SPEC section 11)
         started = time.perf_counter()
         status = 0
 
@@ -64,7 +66,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), header, NOSNIFF]
             await send(message)
 
         try:

@@ -1,0 +1,64 @@
+"""ETag, If-None-Match and Cache-Control on /api/v1 (SPEC section 11), for every route runner.
+
+A route declared with `deps.ITEM_READ` or `deps.ITEM_WRITE` (an ETag header on its 200) gets a
+strong ETag on its 200s, the hash of the body (`service.etags`); a GET whose If-None-Match holds
+that tag is answered 304 with no body. GETs with an ETag may be cached privately if revalidated
+(`private, no-cache`); every other JSON answer of the API is `no-store`. If-Match is the CRUD
+rules' business: it must be checked with the row locked, before the change.
+
+Innermost but for the compiled routes, so it sees the body before gzip and after either runner.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.deps import tagged
+from service.etags import etag, none_match
+
+PREFIX = "/api/v1/"
+NO_STORE = (b"cache-control", b"no-store")
+REVALIDATE = (b"cache-control", b"private, no-cache")
+_DROPPED_BY_304 = (b"content-length", b"content-type")
+
+
+class ConditionalMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+
+        async def send_conditional(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                if message["status"] == 200 and tagged(scope.get("route")):
+                    held = message  # tagged once its body is known
+                    return
+                headers = message.setdefault("headers", [])
+                if any(n == b"content-type" and v.endswith(b"json") for n, v in headers):
+                    headers.append(NO_STORE)
+            elif held is not None:
+                start, held = _tag(scope, held, message), None
+                await send(start)
+                if start["status"] == 304:
+                    message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app(scope, receive, send_conditional)
+
+
+def _tag(scope: Scope, start: Message, body: Message) -> Message:
+    """The held response start with its ETag (and 304 when If-None-Match holds it)."""
+    tag = etag(body.get("body", b""))
+    get = scope["method"] == "GET"
+    headers = [*start.get("headers", ()), (b"etag", tag), REVALIDATE if get else NO_STORE]
+    if get:
+        for name, value in scope["headers"]:
+            if name == b"if-none-match" and none_match(value, tag):
+                kept = [(n, v) for n, v in headers if n not in _DROPPED_BY_304]
+                return {**start, "status": 304, "headers": kept}
+    return {**start, "headers": headers}
