@@ -29,6 +29,7 @@ from service.http.errors import ERROR_RESPONSES, install_error_handlers
 from service.http.metrics import Metrics
 from service.http.middleware.body_limit import BodyLimitMiddleware
 from service.http.middleware.conditional import ConditionalMiddleware
+from service.http.middleware.idempotency import IdempotencyMiddleware
 from service.http.middleware.liveness import LivenessMiddleware
 from service.http.middleware.request_context import RequestContextMiddleware
 from service.http.middleware.selective import WhenHeader
@@ -123,6 +124,7 @@ def middleware_stack(
             BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout
         ),
         Middleware(ConditionalMiddleware),  # ETag, 304 and Cache-Control on /api/v1
+        Middleware(IdempotencyMiddleware, fastapi_app=app),  # Idempotency-Key on creating POSTs
         *([Middleware(CompiledRoutes, fastapi_app=app)] if settings.compiled_routes else []),
     ]
 

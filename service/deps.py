@@ -151,3 +151,28 @@ def tagged(route: Any) -> bool:
     """Whether `route` (an APIRoute) was declared with ITEM_READ or ITEM_WRITE."""
     success = getattr(route, "responses", {}).get(200, {})
     return "ETag" in success.get("headers", {})
+
+
+# Creating POSTs keep their answer per Idempotency-Key (SPEC section 11;
+# service/http/middleware/idempotency.py serves every route declared with CREATE)
+IDEMPOTENCY_KEY = "Idempotency-Key"
+CREATE: dict[str, Any] = {
+    "openapi_extra": {
+        "parameters": [
+            {
+                "name": IDEMPOTENCY_KEY,
+                "in": "header",
+                "required": False,
+                "description": "Retry safely: the first answer to this key (1..255 visible"
+                " ASCII) is kept 24 h and replayed; another body with it is 422",
+                "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+            }
+        ]
+    },
+}
+
+
+def idempotent(route: Any) -> bool:
+    """Whether `route` (an APIRoute) was declared with CREATE."""
+    extra = getattr(route, "openapi_extra", None) or {}
+    return any(p.get("name") == IDEMPOTENCY_KEY for p in extra.get("parameters", ()))

@@ -12,6 +12,7 @@
     ├── PayloadTooLarge           413 payload_too_large
     ├── UnsupportedMediaType      415 unsupported_media_type
     ├── ValidationFailed          422 validation_error
+    │   └── IdempotencyKeyReused  422 idempotency_key_reused
     ├── RateLimited               429 rate_limited       (Retry-After)
     ├── HeadersTooLarge           431 request_headers_too_large
     ├── InternalError             500 internal_error
@@ -94,6 +95,12 @@ class UnsupportedMediaType(AppError):
 
 class ValidationFailed(AppError):
     status, code, message = 422, "validation_error", "the request is invalid"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """An Idempotency-Key sent again with another body: a client bug, never a retry."""
+
+    code, message = "idempotency_key_reused", "this Idempotency-Key was used for another request"
 
 
 class RateLimited(AppError):

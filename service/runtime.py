@@ -19,6 +19,7 @@ from service.config import Settings
 from service.db import Database
 from service.events.bus import EventBus
 from service.events.relay import Relay
+from service.idempotency import IdempotencyKeys
 from service.process.redis_client import create_redis
 
 TASK_STOP_SECONDS = 2.0
@@ -34,6 +35,7 @@ class Runtime:
     limiter: LoginLimiter
     events: EventBus
     relay: Relay
+    idempotency: IdempotencyKeys
     trusted_proxies: list[Network]
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -52,10 +54,17 @@ class Runtime:
             limiter=LoginLimiter(redis, settings.login_rate_limit),
             events=EventBus(redis),
             relay=Relay(settings, db, redis),
+            idempotency=IdempotencyKeys(db),
             trusted_proxies=parse_networks(settings.trusted_proxies),
         )
         if serving:
-            for job in (runtime.tokens.listen(), runtime.events.run(), runtime.relay.run()):
+            jobs = (
+                runtime.tokens.listen(),
+                runtime.events.run(),
+                runtime.relay.run(),
+                runtime.idempotency.sweep_forever(),
+            )
+            for job in jobs:
                 runtime._tasks.append(asyncio.create_task(job))
         return runtime
 

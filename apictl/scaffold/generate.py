@@ -145,6 +145,7 @@ def _service(r: Resource) -> dict[str, str]:
     own = [r.camel, f"New{r.camel}", f"{r.camel}Changes"]
     routes = {
         "service.deps": [
+            "CREATE",
             "ITEM_READ",
             "ITEM_WRITE",
             "Cursor",

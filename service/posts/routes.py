@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from service.deps import (
+    CREATE,
     ITEM_READ,
     ITEM_WRITE,
     CurrentUser,
@@ -36,7 +37,7 @@ async def list_posts(
     return await posts.page(rt, limit, cursor, author_id)
 
 
-@router.post("", status_code=201, summary="Write a post as the caller")
+@router.post("", status_code=201, summary="Write a post as the caller", **CREATE)
 async def create_post(new: NewPost, rt: Rt, caller: CurrentUser) -> Post:
     return await posts.create(rt, caller, new)
 

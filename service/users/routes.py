@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service.deps import (
+    CREATE,
     ITEM_READ,
     ITEM_WRITE,
     AdminUser,
@@ -26,7 +27,9 @@ from service.users.schemas import NewUser, User, UserChanges
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
-@router.post("", status_code=201, summary="Create a user (admin, or anyone with open signup)")
+@router.post(
+    "", status_code=201, summary="Create a user (admin, or anyone with open signup)", **CREATE
+)
 async def create_user(new: NewUser, rt: Rt, caller: SignupCaller) -> User:
     return await service.create_user(rt, new)
 

@@ -193,7 +193,7 @@ def test_pending_migrations_are_an_error_in_production(
     code, findings = check(env)
     assert code == 1
     assert only(findings, "migrations-pending")["severity"] == "error"
-    assert "4 migration(s) pending: 0001_users" in only(findings, "migrations-pending")["message"]
+    assert "5 migration(s) pending: 0001_users" in only(findings, "migrations-pending")["message"]
 
 
 def test_drifted_migrations_are_an_error(
