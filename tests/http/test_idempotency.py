@@ -67,8 +67,9 @@ def test_a_refused_request_is_kept_too_and_keys_are_per_caller(
 def test_a_malformed_key_is_422_naming_the_header(
     client: TestClient, alice: Account, key: str
 ) -> None:
+    headers = [(k.encode(), v.encode()) for k, v in alice.headers.items()]
     response = client.post(
-        POSTS, json={"title": "t"}, headers={**alice.headers, "Idempotency-Key": key.encode()}
+        POSTS, json={"title": "t"}, headers=[*headers, (b"idempotency-key", key.encode())]
     )
     assert response.status_code == 422
     assert response.json()["details"][0]["field"] == "header.idempotency-key"
