@@ -14,11 +14,14 @@ from typing import Any
 
 import httpx2
 import pytest
+from fastapi.testclient import TestClient
 
 from fixtures.accounts import Account
+from fixtures.events import outbox_size
 from fixtures.pgbouncer import DEFAULT_POOL_SIZE, PgBouncer
 from fixtures.servers import APICTL
 from fixtures.sse_client import subscribe
+from service.app import create_app
 from service.config import Settings
 from service.db import Database
 
@@ -214,3 +217,21 @@ def test_serve_without_a_direct_url_refuses_to_start(
     refused = apictl("serve", "--port", "1", env=env)
     assert refused.returncode == 1
     assert "advisory locks and LISTEN need a direct connection" in refused.stderr
+
+
+def test_a_service_started_without_a_direct_url_says_why_no_event_is_relayed(
+    settings: Settings, pgbouncer: PgBouncer, admin: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    pooled = settings.model_copy(
+        update={
+            "database_url": pgbouncer.url(str(settings.database_url)),
+            "db_pooler": "transaction",
+        }
+    )
+    with TestClient(create_app(pooled)) as client:
+        created = client.post("/api/v1/posts", json={"title": "waits"}, headers=admin.headers)
+        assert created.status_code == 201  # through PgBouncer; the event waits in the outbox
+        time.sleep(0.2)  # a relay would have moved it by now
+    assert outbox_size(str(settings.database_url)) == 1
+    [error] = [r for r in caplog.records if r.name == "apictl.events" and r.levelname == "ERROR"]
+    assert "events are not relayed: APICTL_DB_POOLER=transaction" in error.getMessage()
