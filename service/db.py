@@ -77,7 +77,7 @@ class Database:
             server_settings["statement_timeout"] = str(int(s.db_command_timeout * 1000))
         return await asyncpg.create_pool(
             s.database_url,
-            statement_cache_size=0 if pooled else 100,
+            statement_cache_size=0 if pooled else 100,  # 100: asyncpg's default
             min_size=s.db_pool_min,
             max_size=s.db_pool_max,
             max_inactive_connection_lifetime=s.db_idle_timeout,
