@@ -39,11 +39,13 @@ def migrator() -> Migrator:
     Imported here, not at the top: yoyo and psycopg would otherwise load with every command,
     `apictl serve` (the serving process) included.
     """
-    from apictl.session import resolve_servers
+    from apictl.session import require_direct_url, resolve_servers
     from service.config import load_settings
     from service.ops.migrations import Migrator
 
-    return Migrator(resolve_servers(load_settings()))
+    settings = load_settings()
+    require_direct_url(settings)  # before starting embedded servers for nothing
+    return Migrator(resolve_servers(settings))
 
 
 @contextmanager

@@ -71,9 +71,10 @@ def _settings(host: str | None, port: int | None, reload: bool) -> Settings:
 def _servers(settings: Settings) -> Settings:
     """The port is free and both servers are resolved (embedded ones started); every process
     started from now on (migrator, workers) is handed what was resolved."""
-    from apictl.session import resolve_servers
+    from apictl.session import require_direct_url, resolve_servers
     from service.process import handover
 
+    require_direct_url(settings)  # the event relay's lock and LISTEN
     _ensure_port_free(settings.host, settings.port)
     settings = resolve_servers(settings)
     handover.write(settings)
@@ -118,8 +119,11 @@ def _pending(settings: Settings) -> list[str]:
     from service.config import mask_url
     from service.process.migration_state import migration_ids, migrations_dir, pending_migrations
 
+    url = settings.direct_url  # a plain connection's statement cache would not survive a pooler
+    assert url is not None, "checked by _servers"
+
     async def pending() -> list[str]:
-        conn = await asyncpg.connect(settings.database_url, timeout=settings.db_acquire_timeout)
+        conn = await asyncpg.connect(url, timeout=settings.db_acquire_timeout)
         try:
             return await pending_migrations(conn, migration_ids(migrations_dir(settings)))
         finally:
@@ -129,7 +133,7 @@ def _pending(settings: Settings) -> list[str]:
         return asyncio.run(pending())
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         fail(
-            f"database unreachable at {mask_url(str(settings.database_url))}: {exc}",
+            f"database unreachable at {mask_url(url)}: {exc}",
             hint="check DATABASE_URL and that PostgreSQL is running",
         )
 

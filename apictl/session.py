@@ -9,7 +9,7 @@ from typing import TypeVar
 import asyncpg
 
 from apictl.output import errors, fail
-from service.config import Settings, load_settings
+from service.config import DIRECT_URL_HINT, NO_DIRECT_URL, Settings, load_settings
 from service.process.embedded import EmbeddedError, with_embedded_servers
 from service.runtime import Runtime
 
@@ -26,6 +26,13 @@ def resolve_servers(settings: Settings) -> Settings:
             return with_embedded_servers(settings)
         except EmbeddedError as exc:
             fail(str(exc), hint="set DATABASE_URL and REDIS_URL to use your own servers")
+
+
+def require_direct_url(settings: Settings) -> None:
+    """Exit 1 with a hint unless session-level features (advisory locks, LISTEN) have a direct
+    connection: `apictl migrate` and `apictl serve` (the event relay) need one."""
+    if settings.missing_direct_url:
+        fail(NO_DIRECT_URL, hint=DIRECT_URL_HINT)
 
 
 def run_service(call: Callable[[Runtime], Awaitable[T]]) -> T:

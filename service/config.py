@@ -192,6 +192,21 @@ class Settings(BaseSettings):
         json_schema_extra={"readme_default": "embedded (development)"},
         examples=["postgresql://app:secret@db:5432/app"],
     )
+    db_pooler: Literal["none", "transaction"] = Field(
+        "none",
+        description="`transaction`: DATABASE_URL is a PgBouncer in transaction pooling mode"
+        " (no statement cache, each connection block one transaction)",
+        examples=["transaction"],
+    )
+    db_direct_url: str | None = Field(
+        None,
+        description="PostgreSQL itself, never a pooler: for the migrations' and the event"
+        " relay's session locks and LISTEN",
+        json_schema_extra={
+            "readme_default": "DATABASE_URL (required with APICTL_DB_POOLER=transaction)"
+        },
+        examples=["postgresql://app:secret@db:5432/app"],
+    )
     redis_url: str | None = Field(
         None,
         validation_alias="REDIS_URL",
@@ -200,7 +215,7 @@ class Settings(BaseSettings):
         examples=["redis://redis:6379/0"],
     )
 
-    @field_validator("env", "log_level", "log_format", mode="before")
+    @field_validator("env", "log_level", "log_format", "db_pooler", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         """APICTL_LOG_LEVEL=DEBUG and APICTL_ENV=Production mean what they say."""
@@ -236,7 +251,7 @@ class Settings(BaseSettings):
             return RateLimit(int(match.group(1)), _PERIOD_SECONDS[match.group(2)])
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "db_direct_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
@@ -271,6 +286,20 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def direct_url(self) -> str | None:
+        """Where session-level features (advisory locks, LISTEN) connect: APICTL_DB_DIRECT_URL,
+        else DATABASE_URL unless that is a transaction pooler (then None: they must refuse)."""
+        if self.db_pooler == "transaction":
+            return self.db_direct_url
+        return self.db_direct_url or self.database_url
+
+    @property
+    def missing_direct_url(self) -> bool:
+        """Behind a transaction pooler with no APICTL_DB_DIRECT_URL (known before servers are
+        resolved)."""
+        return self.db_pooler == "transaction" and self.db_direct_url is None
 
     @property
     def is_production(self) -> bool:
@@ -311,7 +340,15 @@ _FIELD_BY_ALIAS = {
     for field, info in Settings.model_fields.items()
     if isinstance(info.validation_alias, str)
 }
-SECRET_FIELDS = ("database_url", "redis_url")
+SECRET_FIELDS = ("database_url", "db_direct_url", "redis_url")
+NO_DIRECT_URL = (
+    "APICTL_DB_POOLER=transaction and APICTL_DB_DIRECT_URL is unset: advisory locks and LISTEN"
+    " need a direct connection to PostgreSQL"
+)
+DIRECT_URL_HINT = (
+    "set APICTL_DB_DIRECT_URL to PostgreSQL itself (not PgBouncer),"
+    " e.g. postgresql://app:secret@db:5432/app"
+)
 
 
 def load_settings(**overrides: Any) -> Settings:

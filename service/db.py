@@ -3,6 +3,11 @@
 `Database.connection()` is the one way in: it waits at most APICTL_DB_ACQUIRE_TIMEOUT for a
 connection and turns an unreachable, restarting or timed-out database into `ServiceUnavailable`
 instead of a hang or a 500. Connections are recycled every APICTL_DB_MAX_LIFETIME seconds.
+
+Behind a transaction pooler (APICTL_DB_POOLER=transaction, e.g. PgBouncer 1.18) a server
+connection is ours only inside a transaction, and asyncpg sends each statement in two steps
+(Parse/Describe, then Bind/Execute): so no statement cache, and every connection block runs in one
+transaction, which keeps both steps (and the block's statements) on one server connection.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
 
 from service.config import Settings, mask_url
 from service.errors import ServiceUnavailable
@@ -65,18 +71,20 @@ class Database:
 
     @staticmethod
     async def _create_pool(s: Settings) -> asyncpg.Pool:
+        server_settings = {"application_name": "apictl"}
+        pooled = s.db_pooler == "transaction"
+        if not pooled:  # PgBouncer refuses unknown startup parameters (see the README)
+            server_settings["statement_timeout"] = str(int(s.db_command_timeout * 1000))
         return await asyncpg.create_pool(
             s.database_url,
+            statement_cache_size=0 if pooled else 100,  # 100: asyncpg's default
             min_size=s.db_pool_min,
             max_size=s.db_pool_max,
             max_inactive_connection_lifetime=s.db_idle_timeout,
             command_timeout=s.db_command_timeout,
             timeout=s.db_acquire_timeout,
             reset=_keep_session,
-            server_settings={
-                "application_name": "apictl",
-                "statement_timeout": str(int(s.db_command_timeout * 1000)),
-            },
+            server_settings=server_settings,
         )
 
     async def close(self) -> None:
@@ -103,7 +111,11 @@ class Database:
         faults become ServiceUnavailable."""
         if self.pool is None:
             raise ServiceUnavailable("database unavailable")
-        return _PooledConnection(self.pool, self.settings.db_acquire_timeout)
+        return _PooledConnection(
+            self.pool,
+            self.settings.db_acquire_timeout,
+            in_transaction=self.settings.db_pooler == "transaction",
+        )
 
     async def ping(self) -> None:
         """Raise ServiceUnavailable unless the database answers a trivial query."""
@@ -114,12 +126,14 @@ class Database:
 class _PooledConnection:
     """The context manager behind Database.connection (a class: it is on every request)."""
 
-    __slots__ = ("conn", "pool", "timeout")
+    __slots__ = ("conn", "in_transaction", "pool", "timeout", "xact")
 
-    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout: float, *, in_transaction: bool) -> None:
         self.pool = pool
         self.timeout = timeout
+        self.in_transaction = in_transaction  # the block is one transaction (a pooler's need)
         self.conn: Connection | None = None
+        self.xact: Transaction | None = None
 
     async def __aenter__(self) -> Connection:
         # With an idle connection at hand acquire() cannot wait, so skip the timeout wrapper
@@ -129,12 +143,29 @@ class _PooledConnection:
             self.conn = await self.pool.acquire(timeout=timeout)
         except CONNECT_FAULTS as exc:
             raise ServiceUnavailable("database unavailable") from exc
+        if self.in_transaction:
+            xact = self.conn.transaction()
+            try:
+                await xact.start()
+            except BaseException as exc:
+                await self.__aexit__(type(exc), exc, None)  # released; an outage becomes a 503
+                raise
+            self.xact = xact
         return self.conn
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, _: object
     ) -> None:
         assert self.conn is not None
+        xact, self.xact = self.xact, None
+        if xact is not None and not isinstance(error, DATABASE_FAULTS):
+            try:
+                await (xact.commit() if error is None else xact.rollback())
+            except DATABASE_FAULTS as exc:  # the outage came at the end of the block
+                error = exc
+            except BaseException:  # e.g. a deferred constraint failing the commit
+                await self.pool.release(self.conn)
+                raise
         fault = error is not None and isinstance(error, DATABASE_FAULTS)
         if fault:  # whatever state the connection is in, it never serves another request
             with contextlib.suppress(asyncpg.InterfaceError):  # already closed and released

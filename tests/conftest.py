@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 
 from fixtures.accounts import PASSWORD, Account
 from fixtures.browser import headless_chromium
+from fixtures.pgbouncer import PgBouncer, running_pgbouncer
 from fixtures.servers import APICTL, RunningServer, Servers, free_port, with_database
 from service.app import create_app
 from service.auth.passwords import Passwords
@@ -116,6 +117,14 @@ def redis_url(servers: Servers) -> Iterator[str]:
     client = redis.Redis.from_url(servers.redis_url)
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(servers: Servers) -> Iterator[PgBouncer]:
+    """A real PgBouncer in transaction mode in front of the test PostgreSQL (fixtures/
+    pgbouncer.py); skipped without it, except in CI."""
+    with running_pgbouncer(servers.postgres_url) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture

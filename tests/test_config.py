@@ -53,6 +53,8 @@ def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch)
         "APICTL_TOKEN_TTL": "forever",
         "APICTL_TRUSTED_PROXIES": "not-an-ip",
         "DATABASE_URL": "mysql://root:topsecret@db/app",
+        "APICTL_DB_POOLER": "session",
+        "APICTL_DB_DIRECT_URL": "mysql://root:topsecret@db/app",
     }
     for name, value in bad.items():
         monkeypatch.setenv(name, value)
@@ -64,6 +66,15 @@ def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch)
         assert any(problem.startswith(f"{name}:") for problem in problems), name
     assert all("example:" in problem for problem in problems)
     assert "topsecret" not in str(caught.value)
+
+
+def test_the_direct_url_is_database_url_unless_behind_a_transaction_pooler() -> None:
+    database, direct = "postgresql://app@pgbouncer:6432/app", "postgresql://app@db:5432/app"
+    assert Settings(_env_file=None, database_url=database).direct_url == database  # type: ignore[call-arg]
+    pooled = Settings(_env_file=None, database_url=database, db_pooler="transaction")  # type: ignore[call-arg]
+    assert (pooled.direct_url, pooled.missing_direct_url) == (None, True)
+    pooled = pooled.model_copy(update={"db_direct_url": direct})
+    assert (pooled.direct_url, pooled.missing_direct_url) == (direct, False)
 
 
 def test_production_requires_real_servers(monkeypatch: pytest.MonkeyPatch) -> None:

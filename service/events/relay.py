@@ -1,8 +1,9 @@
 """The relay: outbox rows to the Redis Stream, in order, once, by one process per database.
 
 - Every serving process runs `Relay.run`. Whoever takes the session advisory lock on its own
-  direct connection relays; the others try again every STANDBY_SECONDS, so a dead holder (its
-  connection closes with it) is replaced within about a second.
+  direct connection (APICTL_DB_DIRECT_URL: a pooler cannot hold a session lock) relays; the
+  others try again every STANDBY_SECONDS, so a dead holder (its connection closes with it) is
+  replaced within about a second.
 - Rows are relayed in (xid, id) order, and only those whose transaction is older than every
   running one (`xid < pg_snapshot_xmin(...)`): no later commit can then sort below a row already
   relayed, so order holds across concurrent writers and hand-overs.
@@ -30,7 +31,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.config import Settings
+from service.config import DIRECT_URL_HINT, NO_DIRECT_URL, Settings
 from service.db import CONNECT_FAULTS, Database
 from service.errors import ServiceUnavailable
 from service.events import outbox
@@ -219,21 +220,26 @@ class Relay:
     async def run(self) -> None:
         """Measure the backlog, and relay whenever this process holds the lock; until cancelled."""
         measuring = asyncio.create_task(self._measure_forever())
+        url = self.settings.direct_url
         try:
+            if url is None:  # `apictl serve` refuses to start so; any other way in hears it here
+                log.error("events are not relayed: %s; %s", NO_DIRECT_URL, DIRECT_URL_HINT)
+                await measuring  # runs until cancelled: the backlog limit still guards writes
+                return
             while True:
                 try:
-                    await self._hold_and_relay()
+                    await self._hold_and_relay(url)
                 except Exception:  # a bug must cost a pause, never the relay
                     log.exception("event relay failed; restarting it")
                 await asyncio.sleep(STANDBY_SECONDS)
         finally:
             measuring.cancel()
 
-    async def _hold_and_relay(self) -> None:
+    async def _hold_and_relay(self, url: str) -> None:
         s = self.settings
         try:
             conn: asyncpg.Connection = await asyncpg.connect(
-                s.database_url,
+                url,
                 timeout=s.db_acquire_timeout,
                 command_timeout=s.db_command_timeout,
                 server_settings={"application_name": self.name},

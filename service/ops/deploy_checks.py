@@ -1,8 +1,10 @@
 """Production-readiness findings for a configuration, like Django's `manage.py check --deploy`.
 
 Settings are judged on their own first; then, when DATABASE_URL is set, the database is asked
-for its connection limit and migration state, and Redis is pinged. A server that cannot be
-reached is a finding, never an exception.
+for its connection limit and migration state (through APICTL_DB_DIRECT_URL when set), and Redis
+is pinged. With APICTL_DB_POOLER=transaction, PgBouncer's admin console (`SHOW CONFIG`) gives the
+limits the pools are judged against. A server that cannot be reached is a finding, never an
+exception.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 import redis
 
-from service.config import Settings, env_name, mask_url
+from service.config import DIRECT_URL_HINT, NO_DIRECT_URL, Settings, env_name, mask_url
 from service.errors import MigrationError
 from service.ops.migrations import Migrator
 
@@ -156,9 +158,10 @@ def _passwords(settings: Settings) -> Iterator[Finding]:
 
 
 def _database(settings: Settings, url: str, workers: int) -> list[Finding]:
+    server = settings.direct_url or url  # PostgreSQL itself when known, else through the pooler
     try:
         with psycopg.connect(
-            url, autocommit=True, connect_timeout=max(2, math.ceil(settings.db_acquire_timeout))
+            server, autocommit=True, connect_timeout=max(2, math.ceil(settings.db_acquire_timeout))
         ) as conn:
             row = conn.execute(
                 "SELECT current_setting('max_connections')::int,"
@@ -167,17 +170,24 @@ def _database(settings: Settings, url: str, workers: int) -> list[Finding]:
                 " + coalesce(current_setting('reserved_connections', true), '0')::int"
             ).fetchone()
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         return [
             Finding(
                 "database-unreachable",
                 "error",
-                f"database unreachable at {mask_url(url)}: {reason}",
+                f"database unreachable at {mask_url(server)}: {_reason(exc)}",
                 "check DATABASE_URL and that PostgreSQL runs; the database checks were skipped",
             )
         ]
     assert row is not None
-    return [_pool(settings, workers, *row), *_migrations(settings)]
+    if settings.db_pooler == "none":
+        return [_pool(settings, workers, *row), *_migrations(settings)]
+    if settings.direct_url is None:
+        return [Finding("database-direct-url", "error", NO_DIRECT_URL, DIRECT_URL_HINT)]
+    return [*_pgbouncer(settings, url, workers, *row), *_migrations(settings)]
+
+
+def _reason(exc: psycopg.Error) -> str:
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
 
 
 def _pool(settings: Settings, workers: int, max_connections: int, reserved: int) -> Finding:
@@ -195,6 +205,80 @@ def _pool(settings: Settings, workers: int, max_connections: int, reserved: int)
         left = available - needed
         return Finding("pool-size", "warning", f"{sizing}: {left} left for anything else", hint)
     return Finding("pool-size", "info", sizing, "--workers counts every process, on every pod")
+
+
+def _pgbouncer_config(url: str) -> dict[str, str]:
+    """PgBouncer's settings from its admin console (the `pgbouncer` database, simple queries
+    only: hence the client-side cursor)."""
+    console = urlunsplit(urlsplit(url)._replace(path="/pgbouncer"))
+    with psycopg.connect(
+        console, autocommit=True, connect_timeout=2, cursor_factory=psycopg.ClientCursor
+    ) as conn:
+        return {str(key): str(value) for key, value, *_ in conn.execute("SHOW CONFIG")}
+
+
+def _pgbouncer(
+    settings: Settings, url: str, workers: int, max_connections: int, reserved: int
+) -> list[Finding]:
+    """The pooler mode, and the pools against PgBouncer's limits and PostgreSQL's."""
+    mode = Finding(
+        "database-pooler",
+        "info",
+        f"APICTL_DB_POOLER=transaction: requests reach PostgreSQL through PgBouncer at "
+        f"{mask_url(url)}; migrations and the event relay connect to APICTL_DB_DIRECT_URL",
+        "PgBouncer must pool in transaction mode; see the README's PgBouncer section",
+    )
+    try:
+        config = _pgbouncer_config(url)
+    except psycopg.Error as exc:
+        return [
+            mode,
+            Finding(
+                "pgbouncer-limits-unknown",
+                "warning",
+                f"cannot read PgBouncer's limits (SHOW CONFIG): {_reason(exc)}",
+                "add the DATABASE_URL user to PgBouncer's stats_users, or check by hand that"
+                " processes x APICTL_DB_POOL_MAX <= max_client_conn",
+            ),
+        ]
+    clients, max_clients = settings.db_pool_max * workers, int(config["max_client_conn"])
+    servers = int(config["default_pool_size"]) + int(config["reserve_pool_size"])
+    sizing = (
+        f"{workers} process(es) x APICTL_DB_POOL_MAX={settings.db_pool_max} = {clients} client"
+        f" connections; PgBouncer accepts {max_clients} (max_client_conn) and opens {servers}"
+        " to PostgreSQL (default_pool_size + reserve_pool_size)"
+    )
+    if clients > max_clients:
+        pool = Finding(
+            "pool-size",
+            "error",
+            f"{sizing}: PgBouncer refuses the connections beyond max_client_conn",
+            "lower APICTL_DB_POOL_MAX or the process count, or raise PgBouncer's max_client_conn",
+        )
+    elif clients > servers:
+        pool = Finding(
+            "pool-size",
+            "info",
+            f"{sizing}: past {servers} transactions at once, requests queue in PgBouncer (its"
+            " query_wait_timeout), not for APICTL_DB_ACQUIRE_TIMEOUT",
+            "raise default_pool_size for more concurrency, within PostgreSQL's max_connections",
+        )
+    else:
+        pool = Finding("pool-size", "info", sizing, "--workers counts every process, on every pod")
+    direct = servers + workers  # each process's relay holds one direct connection
+    if direct <= max_connections - reserved:
+        return [mode, pool]
+    return [
+        mode,
+        pool,
+        Finding(
+            "pgbouncer-pool-size",
+            "error",
+            f"PgBouncer's {servers} server connections + {workers} relay connection(s) exceed"
+            f" PostgreSQL's {max_connections - reserved} (max_connections - reserved)",
+            "lower PgBouncer's default_pool_size or raise PostgreSQL's max_connections",
+        ),
+    ]
 
 
 def _migrations(settings: Settings) -> Iterator[Finding]:

@@ -2,6 +2,7 @@
 
 - One migrator at a time: a PostgreSQL session advisory lock on a connection of its own. The
   server drops it when the process dies, unlike yoyo's lock row, which we clear once we hold ours.
+  Every connection goes to APICTL_DB_DIRECT_URL (a transaction pooler cannot hold a session lock).
 - Checksums: yoyo remembers only a migration's id, so we record the SHA-256 of each applied file
   in `apictl_migration_checksums`; an edited migration then shows as drift.
 - Every failure is a `MigrationError` with one clear line (the migration id, the database's words).
@@ -25,7 +26,7 @@ from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 
-from service.config import Settings, mask_url
+from service.config import DIRECT_URL_HINT, NO_DIRECT_URL, Settings, mask_url
 from service.errors import MigrationError
 from service.process.migration_state import migrations_dir
 
@@ -82,7 +83,9 @@ class Migrator:
 
     def __init__(self, settings: Settings) -> None:
         assert settings.database_url is not None, "resolve embedded servers first"
-        self.url = settings.database_url
+        if settings.direct_url is None:
+            raise MigrationError(f"{NO_DIRECT_URL}; {DIRECT_URL_HINT}")
+        self.url = settings.direct_url
         self.directory = migrations_dir(settings)
         self.connect_timeout = max(2, math.ceil(settings.db_acquire_timeout))  # libpq's minimum
         if not self.directory.is_dir():

@@ -153,9 +153,10 @@ def test_urls_come_from_the_secret_and_the_rest_from_the_configmap(
             {"configMapRef": {"name": manifests["ConfigMap"]["metadata"]["name"]}}
         ]
         refs = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in spec["env"]}
-        assert set(refs) == {"DATABASE_URL", "REDIS_URL"}
+        assert set(refs) == {"DATABASE_URL", "REDIS_URL", "APICTL_DB_DIRECT_URL"}
         for variable, ref in refs.items():
-            assert ref == {"name": secret["metadata"]["name"], "key": variable}
+            optional = {"optional": True} if variable == "APICTL_DB_DIRECT_URL" else {}
+            assert ref == {"name": secret["metadata"]["name"], "key": variable, **optional}
     assert set(secret["stringData"]) == {"DATABASE_URL", "REDIS_URL"}
     assert all("CHANGE-ME" in value for value in secret["stringData"].values())
     assert not {"DATABASE_URL", "REDIS_URL"} & set(manifests["ConfigMap"]["data"])

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from fixtures.pgbouncer import DEFAULT_POOL_SIZE, MAX_CLIENT_CONN, PgBouncer
 from service.process.bundled import bundled_dir
 
 Apictl = Callable[..., CompletedProcess[str]]
@@ -227,3 +228,53 @@ def test_findings_for_humans_worst_first(apictl: Apictl, production: dict[str, s
     warning = next(i for i, line in enumerate(lines) if "debug-logging" in line)
     assert error < warning
     assert "not ready: 1 error(s), 1 warning(s)" in result.stdout
+
+
+@pytest.fixture
+def behind_pgbouncer(
+    production: dict[str, str], database_url: str, pgbouncer: PgBouncer
+) -> dict[str, str]:
+    """The production environment with DATABASE_URL through PgBouncer (transaction mode)."""
+    direct = with_password(database_url, STRONG)
+    return {
+        **production,
+        "DATABASE_URL": pgbouncer.url(direct),
+        "APICTL_DB_POOLER": "transaction",
+        "APICTL_DB_DIRECT_URL": direct,
+    }
+
+
+def test_pooler_mode_is_reported_with_pgbouncers_limits(
+    check: Check, behind_pgbouncer: dict[str, str]
+) -> None:
+    code, findings = check(behind_pgbouncer)
+    assert code == 0, findings
+    assert "APICTL_DB_POOLER=transaction" in only(findings, "database-pooler")["message"]
+    pool = only(findings, "pool-size")
+    assert pool["severity"] == "info"
+    assert f"PgBouncer accepts {MAX_CLIENT_CONN} (max_client_conn)" in pool["message"]
+    assert f"opens {DEFAULT_POOL_SIZE} to PostgreSQL" in pool["message"]
+    assert "requests queue in PgBouncer" in pool["message"]  # 20 clients on 4 servers
+
+
+def test_pools_beyond_pgbouncers_max_client_conn_are_an_error(
+    check: Check, behind_pgbouncer: dict[str, str]
+) -> None:
+    workers = MAX_CLIENT_CONN // 20 + 1  # 20 connections each (APICTL_DB_POOL_MAX default)
+    code, findings = check(behind_pgbouncer, "--workers", str(workers))
+    assert code == 1
+    pool = only(findings, "pool-size")
+    assert pool["severity"] == "error"
+    assert f"= {workers * 20} client connections" in pool["message"]
+    assert "refuses the connections beyond max_client_conn" in pool["message"]
+
+
+def test_pooler_without_a_direct_url_is_an_error(
+    check: Check, behind_pgbouncer: dict[str, str]
+) -> None:
+    env = {k: v for k, v in behind_pgbouncer.items() if k != "APICTL_DB_DIRECT_URL"}
+    code, findings = check(env)
+    assert code == 1
+    direct = only(findings, "database-direct-url")
+    assert direct["severity"] == "error"
+    assert "APICTL_DB_DIRECT_URL is unset" in direct["message"]
