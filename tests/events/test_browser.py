@@ -133,7 +133,7 @@ def test_a_page_on_an_allowed_origin_streams_events_across_a_server_restart(
     ids = [tuple(map(int, event["id"].split("-"))) for event in state["seen"]]
     assert ids == sorted(set(ids))
     assert len(state["opened"]) == 2  # one EventSource, reconnected by itself once
-    assert reconnected < RETRY_MS / 1000 + 3  # about one retry interval after it is back
+    assert reconnected < RETRY_MS / 1000 + 5  # within about one retry interval of it being back
     token, ticket = state["secrets"]
     streams = [url for url in network_requests(browser).sent if "/api/v1/events?" in url]
     assert len(set(streams)) == 1  # the same URL, the same ticket, after the restart too
