@@ -15,7 +15,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from fixtures.accounts import Account
-from fixtures.events import stream
+from fixtures.events import stream, wait_for
 from fixtures.servers import RunningServer
 from service.app import create_app
 from service.config import Settings
@@ -176,6 +176,7 @@ def test_last_event_id_as_a_query_parameter_resumes_like_the_header(
     ticket = new_ticket(client, alice)
     for title in ("one", "two", "three"):
         assert client.post("/api/v1/posts", json={"title": title}, headers=alice.headers).is_success
+    wait_for(lambda: len(stream(redis_url)) == 3, 5, "three events on the Stream")  # relayed
     first, second, _ = (entry.id for entry in stream(redis_url))
     resumed = {"ticket": ticket, "last_event_id": first}
     with client.stream("GET", "/api/v1/events", params=resumed) as response:
