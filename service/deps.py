@@ -6,6 +6,7 @@ Access is declared where a route is declared, by the alias its `caller` paramete
     alias           rule                        enforced by
     (none)          none                        -
     CurrentUser     token                       a valid bearer token (401)
+    StreamCaller    token or ticket             a bearer token, or ?ticket= (events/tickets.py)
     AdminUser       admin                       the rule below (403)
     SignupCaller    admin unless open signup    the rule below (401/403 unless open signup)
     SelfOrAdmin     self or admin               the rule below: {user_id} is the caller (403)
@@ -26,6 +27,7 @@ from starlette.requests import Request
 
 from service.auth.tokens import Principal
 from service.errors import Forbidden, Unauthorized
+from service.events import tickets
 from service.http.context import current_request
 from service.pagination import MAX_LIMIT
 from service.runtime import Runtime
@@ -68,11 +70,32 @@ async def current_principal(request: Request) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise Unauthorized()
-    principal = await runtime(request).tokens.authenticate(token)
+    return _acting(await runtime(request).tokens.authenticate(token))
+
+
+def _acting(principal: Principal) -> Principal:
+    """Name the caller in the access log."""
     info = current_request.get()
     if info is not None:
         info.user_id = str(principal.user_id)
     return principal
+
+
+@access("token or ticket")
+async def stream_principal(
+    request: Request,
+    ticket: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="A ticket from POST /api/v1/events/ticket, for clients that cannot "
+            "send an Authorization header (a browser's EventSource); never logged",
+        ),
+    ] = None,
+) -> Principal:
+    if ticket is None:
+        return await current_principal(request)
+    return _acting(await tickets.redeem(runtime(request), ticket))
 
 
 def _admin(principal: Principal) -> Principal:
@@ -111,6 +134,7 @@ async def owner_or_admin(principal: Annotated[Principal, Depends(current_princip
 
 Rt = Annotated[Runtime, Depends(get_runtime)]
 CurrentUser = Annotated[Principal, Depends(current_principal)]
+StreamCaller = Annotated[Principal, Depends(stream_principal)]
 AdminUser = Annotated[Principal, Depends(admin_principal)]
 SignupCaller = Annotated[Principal | None, Depends(signup_principal)]
 SelfOrAdmin = Annotated[Principal, Depends(self_or_admin)]

@@ -178,12 +178,15 @@ def server_env(database_url: str, redis_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
-    """Start `apictl serve` on a free port and wait until /health answers (at most 30 s)."""
+    """Start `apictl serve` on a free port (or `port`, to restart a server where it was) and
+    wait until /health answers (at most 30 s)."""
     started: list[RunningServer] = []
 
-    def start(env: dict[str, str], *args: str, wait: float = 30) -> RunningServer:
-        port = free_port()
-        log = tmp_path / f"server-{port}.log"
+    def start(
+        env: dict[str, str], *args: str, wait: float = 30, port: int | None = None
+    ) -> RunningServer:
+        port = port or free_port()
+        log = tmp_path / f"server-{len(started)}-{port}.log"  # a restart keeps the first log
         with log.open("w") as output:
             process = subprocess.Popen(
                 [APICTL, "serve", "--port", str(port), *args],

@@ -12,6 +12,18 @@ FROM t JOIN users u ON u.id = t.user_id
 WHERE u.is_active
 """
 
+# The same, for a token known by id (a stream ticket names its token this way).
+AUTHENTICATE_ID = """
+WITH t AS (
+    UPDATE api_tokens SET last_used_at = now()
+    WHERE id = $1 AND expires_at > now()
+    RETURNING id, user_id, expires_at
+)
+SELECT t.id, t.user_id, t.expires_at, u.is_admin
+FROM t JOIN users u ON u.id = t.user_id
+WHERE u.is_active
+"""
+
 INSERT_TOKEN = """
 INSERT INTO api_tokens (user_id, token_hash, kind, name, expires_at)
 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))

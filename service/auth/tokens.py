@@ -113,13 +113,20 @@ class Tokens:
         principal = self.cache.get(digest)
         if principal is not None:
             return principal
-        async with self.db.connection() as conn:
-            row = await conn.fetchrow(queries.AUTHENTICATE, digest)
-        if row is None:
-            raise Unauthorized("invalid or expired token")
-        principal = Principal(row["user_id"], row["id"], row["is_admin"], row["expires_at"])
+        principal = await self._load(queries.AUTHENTICATE, digest)
         self.cache.put(digest, principal)
         return principal
+
+    async def authenticate_id(self, token_id: UUID) -> Principal:
+        """The principal of a live token known by id, from the database (no cache)."""
+        return await self._load(queries.AUTHENTICATE_ID, token_id)
+
+    async def _load(self, query: str, key: bytes | UUID) -> Principal:
+        async with self.db.connection() as conn:
+            row = await conn.fetchrow(query, key)
+        if row is None:
+            raise Unauthorized("invalid or expired token")
+        return Principal(row["user_id"], row["id"], row["is_admin"], row["expires_at"])
 
     async def issue(
         self, conn: Connection, user_id: UUID, kind: str, name: str, ttl: int

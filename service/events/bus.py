@@ -27,7 +27,8 @@ STREAM_MAXLEN = 10_000
 BACKLOG = 1_000
 READ_BLOCK_MS = 1_000  # below the client's socket timeout
 READ_COUNT = 500
-_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 log = logging.getLogger("apictl.events")
 
 

@@ -40,6 +40,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int]]] 
     ("PATCH", "/api/v1/posts/{post}", {"title": "x"}, (401, 200, 403, 200)),
     ("PATCH", "/api/v1/posts/{post}", {"author_id": "{bob}"}, (401, 422, 422, 422)),
     ("DELETE", "/api/v1/posts/{post}", None, (401, 204, 403, 204)),
+    ("POST", "/api/v1/events/ticket", None, (401, 201, 201, 201)),
     ("POST", "/api/v1/auth/logout", None, (401, 204, 204, 204)),
     ("POST", "/api/v1/auth/login", {"email": "alice@example.com", "password": "x" * 8},
      (401, 401, 401, 401)),

@@ -5,8 +5,8 @@ databases cloned from one (same users, tokens and posts, same ids). Every reques
 corpus below (happy paths of every route, every 4xx, malformed bodies, bad ids, missing and
 bad auth, others' rows) goes to both, in lockstep, and the two answers must be the same bytes:
 status, headers and body. Only what the database or the clock makes anew per request differs
-(the ids and timestamps of new rows, login tokens); those are masked, and a body compares with
-content-length only when nothing in it was masked. Both get the same X-Request-ID.
+(the ids and timestamps of new rows, login tokens, stream tickets); those are masked, and a body
+compares with content-length only when nothing in it was masked. Both get the same X-Request-ID.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ Request = tuple[str, str, dict[str, Any]]  # method, url, httpx2 keyword argumen
 _UUID = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _TIMESTAMP = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"
 _NEW = (
-    (re.compile(rb'"(access_token|next_cursor)":"[^"]*"'), rb'"\1":"<new>"'),
+    (re.compile(rb'"(access_token|next_cursor|ticket)":"[^"]*"'), rb'"\1":"<new>"'),
     (re.compile(_TIMESTAMP), b"<timestamp>"),
 )
 
@@ -179,6 +179,9 @@ def _corpus(alice: Account, bob: Account, admin: Account, post: str) -> list[Req
         ("DELETE", f"{posts}/{post}", {"headers": a}),
         ("DELETE", f"{posts}/{post}", {"headers": a}),
         ("DELETE", f"{users}/{bob.id}", {"headers": root}),
+        ("POST", "/api/v1/events/ticket", {"headers": a}),
+        ("POST", "/api/v1/events/ticket", {}),
+        ("POST", "/api/v1/events/ticket", {"headers": bad_token}),
         ("POST", "/api/v1/auth/logout", {"headers": b}),
         ("POST", "/api/v1/auth/logout", {"headers": a}),
         ("GET", f"{users}/me", {"headers": a}),

@@ -53,7 +53,8 @@ SPEC_WHO = {
     ("GET", "/api/v1/posts/{post_id}"): "token",
     ("PATCH", "/api/v1/posts/{post_id}"): "owner or admin",
     ("DELETE", "/api/v1/posts/{post_id}"): "owner or admin",
-    ("GET", "/api/v1/events"): "token",
+    ("GET", "/api/v1/events"): "token or ticket",  # section 13: ?ticket=
+    ("POST", "/api/v1/events/ticket"): "token",  # section 13
     ("GET", "/openapi.json"): "none",
     ("GET", "/docs"): "none",
     ("GET", "/redoc"): "none",  # section 13
