@@ -133,6 +133,8 @@ def _display(settings: Settings, field: str) -> str:
         return mask_url(value) if value else "(embedded)"
     if isinstance(value, list):
         return ",".join(value)
+    if value is None and field == "api_rate_limit":
+        return "off"
     return "" if value is None else str(value)
 
 

@@ -31,6 +31,7 @@ from service.http.middleware.body_limit import BodyLimitMiddleware
 from service.http.middleware.conditional import ConditionalMiddleware
 from service.http.middleware.idempotency import IdempotencyMiddleware
 from service.http.middleware.liveness import LivenessMiddleware
+from service.http.middleware.rate_limit import RateLimitMiddleware
 from service.http.middleware.request_context import RequestContextMiddleware
 from service.http.middleware.selective import WhenHeader
 from service.process.logs import configure_logging
@@ -120,6 +121,7 @@ def middleware_stack(
             minimum_size=GZIP_MIN_BYTES,
             compresslevel=GZIP_LEVEL,
         ),
+        Middleware(RateLimitMiddleware, fastapi_app=app),  # before any body is read
         Middleware(
             BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout
         ),

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.process import handover
@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     login_rate_limit: Annotated[RateLimit, NoDecode] = Field(
         RateLimit(10, 60), description="login attempts per IP and email", examples=["10/minute"]
     )
+    api_rate_limit: Annotated[RateLimit | None, NoDecode] = Field(
+        RateLimit(1200, 60),
+        description="requests per caller (token's user, else client address) to /api/v1 but"
+        " login; `off` disables",
+        examples=["1200/minute"],
+    )
     event_backlog_limit: int = Field(
         100_000,
         ge=0,
@@ -241,9 +247,11 @@ class Settings(BaseSettings):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("login_rate_limit", mode="before")
+    @field_validator("login_rate_limit", "api_rate_limit", mode="before")
     @classmethod
-    def _rate(cls, value: Any) -> Any:
+    def _rate(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and info.field_name == "api_rate_limit" and value == "off":
+            return None
         if isinstance(value, str):
             match = _RATE.match(value)
             if not match or int(match.group(1)) < 1:

@@ -181,6 +181,16 @@ def tagged(route: Any) -> bool:
 # service/http/middleware/idempotency.py serves every route declared with CREATE)
 IDEMPOTENCY_KEY = "Idempotency-Key"
 CREATE: dict[str, Any] = {
+    "responses": {
+        201: {
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "true when this is the kept answer to an earlier request",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            }
+        }
+    },
     "openapi_extra": {
         "parameters": [
             {

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from service.auth.client_ip import Network, parse_networks
 from service.auth.passwords import Passwords
-from service.auth.ratelimit import LoginLimiter
+from service.auth.ratelimit import ApiLimiter, LoginLimiter
 from service.auth.tokens import Tokens
 from service.config import Settings
 from service.db import Database
@@ -33,6 +33,7 @@ class Runtime:
     passwords: Passwords
     tokens: Tokens
     limiter: LoginLimiter
+    api_limiter: ApiLimiter | None  # None: APICTL_API_RATE_LIMIT=off
     events: EventBus
     relay: Relay
     idempotency: IdempotencyKeys
@@ -52,6 +53,9 @@ class Runtime:
             passwords=Passwords(),
             tokens=Tokens(db, redis),
             limiter=LoginLimiter(redis, settings.login_rate_limit),
+            api_limiter=ApiLimiter(redis, settings.api_rate_limit)
+            if settings.api_rate_limit
+            else None,
             events=EventBus(redis),
             relay=Relay(settings, db, redis),
             idempotency=IdempotencyKeys(db),
@@ -63,6 +67,7 @@ class Runtime:
                 runtime.events.run(),
                 runtime.relay.run(),
                 runtime.idempotency.sweep_forever(),
+                *([runtime.api_limiter.sync_forever()] if runtime.api_limiter else []),
             )
             for job in jobs:
                 runtime._tasks.append(asyncio.create_task(job))

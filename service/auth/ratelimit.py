@@ -1,13 +1,16 @@
-"""The login rate limit: fixed windows in Redis, shared by every instance.
+"""Rate limits: logins (fixed windows in Redis) and the API (`ApiLimiter`: windows counted in
+each process and shared through Redis in batches), each shared by every instance.
 
-When Redis cannot be reached the limit falls back to the same windows kept in this process
+When Redis cannot be reached a limit falls back to the same windows kept in this process
 (and says so in the log and /ready): weaker across instances, but never no limit at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -75,3 +78,90 @@ class LoginLimiter:
         return [
             (int(results[i + 1]), max(1, int(results[i + 2]))) for i in range(0, len(results), 3)
         ]
+
+
+API_KEY_PREFIX = "apictl:api:"
+SYNC_SECONDS = 0.1  # how often local counts are added to Redis's
+BATCH_SHARE = 20  # each process admits at most limit/20 (5 %) on its own between syncs
+
+
+@dataclass(slots=True)
+class _Window:
+    """One caller's fixed window as this process sees it."""
+
+    number: int  # which window (time // period)
+    shared: int = 0  # the count in Redis at the last sync (every instance's requests)
+    pending: int = 0  # admitted here since then, not yet in Redis
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    admitted: bool
+    remaining: int
+    reset: int  # seconds until the window ends
+
+
+class ApiLimiter:
+    """The API rate limit per caller: fixed windows counted here and shared through Redis.
+
+    No Redis round trip per request: a request is admitted against the last shared count plus
+    what this process admitted since, and a task adds the local counts to Redis every
+    SYNC_SECONDS. Within limit/BATCH_SHARE of the limit, or past that many unsynced admissions,
+    the request syncs first, so N instances admit at most (N - 1) x limit/BATCH_SHARE over the
+    limit. Redis down: the windows go on per process (`degraded`), never no limit.
+    """
+
+    def __init__(self, redis: Redis, limit: RateLimit) -> None:
+        self.redis, self.limit = redis, limit
+        self.batch = max(1, limit.count // BATCH_SHARE)
+        self.windows: dict[str, _Window] = {}
+        self.degraded = False
+        self.refused = 0
+
+    async def hit(self, caller: str) -> Verdict:
+        now = time.time()
+        period = self.limit.period
+        number = int(now // period)
+        window = self.windows.get(caller)
+        if window is None or window.number != number:
+            if len(self.windows) >= LOCAL_MAX_KEYS:
+                self.windows = {k: w for k, w in self.windows.items() if w.number == number}
+            window = self.windows[caller] = _Window(number)
+        count = window.shared + window.pending
+        if count + 1 > self.limit.count - self.batch or window.pending >= self.batch:
+            await self._sync(caller, window)
+            count = window.shared + window.pending
+        reset = max(1, int((number + 1) * period - now))
+        if count >= self.limit.count:
+            self.refused += 1
+            return Verdict(False, 0, reset)
+        window.pending += 1
+        return Verdict(True, self.limit.count - count - 1, reset)
+
+    async def _sync(self, caller: str, window: _Window) -> None:
+        """Add `window.pending` to Redis's count and learn every instance's."""
+        key = f"{API_KEY_PREFIX}{caller}:{window.number}"
+        sent, window.pending = window.pending, 0  # admissions meanwhile wait for the next sync
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incrby(key, sent)
+                pipe.expire(key, self.limit.period + 1)
+                shared, _ = await pipe.execute()
+        except RedisError as exc:
+            if not self.degraded:
+                log.warning("API rate limit falls back to per-process windows: %s", exc)
+            self.degraded = True
+            window.shared += sent  # counted here alone until Redis is back
+        else:
+            if self.degraded:
+                log.warning("API rate limit back on Redis")
+            self.degraded = False
+            window.shared = int(shared)
+
+    async def sync_forever(self) -> None:
+        """Push every window's pending count to Redis, every SYNC_SECONDS; until cancelled."""
+        while True:
+            await asyncio.sleep(SYNC_SECONDS)
+            for caller, window in list(self.windows.items()):
+                if window.pending:
+                    await self._sync(caller, window)

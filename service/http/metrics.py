@@ -85,6 +85,16 @@ class _RuntimeCollector(Collector):
             "apictl_login_rate_limited", "Logins refused by the rate limit",
             value=runtime.limiter.refused,
         )  # fmt: skip
+        api = runtime.api_limiter
+        yield CounterMetricFamily(
+            "apictl_api_rate_limited", "API requests refused by the rate limit",
+            value=api.refused if api else 0,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "apictl_api_rate_limit_local",
+            "1 while the API limit runs per-process (Redis unreachable)",
+            value=int(api.degraded) if api else 0,
+        )
         yield GaugeMetricFamily(
             "apictl_login_rate_limit_local",
             "1 while the login limit runs per-process (Redis unreachable)",

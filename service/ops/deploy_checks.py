@@ -53,6 +53,7 @@ def deploy_findings(settings: Settings, workers: int) -> list[Finding]:
         *_cors(settings),
         *_logging(settings),
         *_docs(settings),
+        *_api_limit(settings),
         *_passwords(settings),
     ]
     if settings.database_url is not None:
@@ -123,6 +124,16 @@ def _docs(settings: Settings) -> Iterator[Finding]:
             "APICTL_DOCS=true in production: /docs, /redoc and /openapi.json describe every"
             " route to anyone",
             "unset APICTL_DOCS unless the API is meant to be public (production defaults to off)",
+        )
+
+
+def _api_limit(settings: Settings) -> Iterator[Finding]:
+    if settings.is_production and settings.api_rate_limit is None:
+        yield Finding(
+            "api-rate-limit-off",
+            "warning",
+            "APICTL_API_RATE_LIMIT=off in production: one caller may use up the service",
+            "set a limit per caller, e.g. APICTL_API_RATE_LIMIT=1200/minute (the default)",
         )
 
 

@@ -46,8 +46,9 @@ def _masked(body: bytes, known: set[bytes]) -> bytes:
 
 
 def _headers(response: Response, masked: bool) -> list[tuple[str, str]]:
-    """The headers; with a masked body, those derived from it as placeholders."""
-    derived = ("content-length", "etag") if masked else ()
+    """The headers; with a masked body, those derived from it as placeholders (and always the
+    rate limit's state: both apps count into the one Redis window)."""
+    derived = ("content-length", "etag", "ratelimit") if masked else ("ratelimit",)
     return [(k, "<derived>" if k in derived else v) for k, v in response.headers.multi_items()]
 
 

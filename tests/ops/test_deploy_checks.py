@@ -108,6 +108,7 @@ def test_production_without_servers_is_an_error(check: Check) -> None:
         ({"DATABASE_URL": "short"}, "database-password-weak", "error"),
         ({"DATABASE_URL": ""}, "database-password-missing", "warning"),
         ({"APICTL_DOCS": "true"}, "docs-public", "info"),
+        ({"APICTL_API_RATE_LIMIT": "off"}, "api-rate-limit-off", "warning"),
     ],
     ids=[
         "cors",
@@ -117,6 +118,7 @@ def test_production_without_servers_is_an_error(check: Check) -> None:
         "short-password",
         "no-password",
         "docs",
+        "api-limit-off",
     ],
 )
 def test_each_risky_setting_is_a_finding(

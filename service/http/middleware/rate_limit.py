@@ -1,0 +1,68 @@
+"""The API rate limit (SPEC section 11): every /api/v1 request but login counts against its
+caller, the token's user or else the client address (`auth.ratelimit.ApiLimiter`).
+
+Counted responses carry the fields of draft-ietf-httpapi-ratelimit-headers:
+
+    RateLimit-Policy: "api";q=1200;w=60
+    RateLimit: "api";r=1187;t=42
+
+and past the limit the answer is 429 `rate_limited` with Retry-After, before the body is read.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.auth.client_ip import client_ip
+from service.errors import AppError, RateLimited
+from service.http.errors import send_error
+from service.runtime import Runtime
+
+PREFIX = "/api/v1/"
+NOT_COUNTED = frozenset({"/api/v1/auth/login"})  # it has a limit of its own
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else ""
+        runtime: Runtime | None = getattr(self.fastapi_app.state, "runtime", None)
+        limiter = runtime.api_limiter if runtime is not None else None
+        if limiter is None or not path.startswith(PREFIX) or path in NOT_COUNTED:
+            await self.app(scope, receive, send)
+            return
+        assert runtime is not None
+        verdict = await limiter.hit(await _caller(runtime, scope))
+        limit = limiter.limit
+        policy = (b"ratelimit-policy", b'"api";q=%d;w=%d' % (limit.count, limit.period))
+        state = (b"ratelimit", b'"api";r=%d;t=%d' % (verdict.remaining, verdict.reset))
+        if not verdict.admitted:
+            headers = {"Retry-After": str(verdict.reset)}
+            headers |= {k.decode(): v.decode() for k, v in (policy, state)}
+            refused = RateLimited(f"over {limit} for this caller", headers=headers)
+            await send_error(send, refused)
+            return
+
+        async def send_counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), policy, state]
+            await send(message)
+
+        await self.app(scope, receive, send_counted)
+
+
+async def _caller(runtime: Runtime, scope: Scope) -> str:
+    """The token's user (a cached lookup), else the client address (no or a bad token)."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                try:
+                    return f"user:{(await runtime.tokens.authenticate(token.strip())).user_id}"
+                except AppError:  # the route answers 401 (or 503) itself
+                    break
+    return "address:" + client_ip(scope, runtime.trusted_proxies)
