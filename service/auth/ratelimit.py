@@ -81,7 +81,16 @@ class LoginLimiter:
 
 
 API_KEY_PREFIX = "apictl:api:"
-SYNC_SECONDS = 0.1  # how often local counts are added to Redis's
+SYNC_SECONDS = 1.0  # how often local counts are added to Redis's (the bound needs no more)
+# KEYS: window counters; ARGV: their expiry, then each one's increment. Returns the counts.
+ADD = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCRBY', key, ARGV[i + 1])
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return counts
+"""
 BATCH_SHARE = 20  # each process admits at most limit/20 (5 %) on its own between syncs
 
 
@@ -117,6 +126,8 @@ class ApiLimiter:
         self.windows: dict[str, _Window] = {}
         self.degraded = False
         self.refused = 0
+        self._add = redis.register_script(ADD)
+        self.policy = b'"api";q=%d;w=%d' % (limit.count, limit.period)
 
     async def hit(self, caller: str) -> Verdict:
         now = time.time()
@@ -140,28 +151,34 @@ class ApiLimiter:
 
     async def _sync(self, caller: str, window: _Window) -> None:
         """Add `window.pending` to Redis's count and learn every instance's."""
-        key = f"{API_KEY_PREFIX}{caller}:{window.number}"
-        sent, window.pending = window.pending, 0  # admissions meanwhile wait for the next sync
+        await self._sync_all([(caller, window)])
+
+    async def _sync_all(self, windows: list[tuple[str, _Window]]) -> None:
+        """One script call (one command, one round trip) for every window given."""
+        keys = [f"{API_KEY_PREFIX}{caller}:{window.number}" for caller, window in windows]
+        sent = [window.pending for _, window in windows]
+        for _, window in windows:
+            window.pending = 0  # admissions meanwhile wait for the next sync
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.incrby(key, sent)
-                pipe.expire(key, self.limit.period + 1)
-                shared, _ = await pipe.execute()
+            counts = await self._add(keys=keys, args=[self.limit.period + 1, *sent])
         except RedisError as exc:
             if not self.degraded:
                 log.warning("API rate limit falls back to per-process windows: %s", exc)
             self.degraded = True
-            window.shared += sent  # counted here alone until Redis is back
-        else:
-            if self.degraded:
-                log.warning("API rate limit back on Redis")
-            self.degraded = False
-            window.shared = int(shared)
+            for (_, window), n in zip(windows, sent, strict=True):
+                window.shared += n  # counted here alone until Redis is back
+            return
+        if self.degraded:
+            log.warning("API rate limit back on Redis")
+        self.degraded = False
+        for (_, window), count in zip(windows, counts, strict=True):
+            window.shared = int(count)
 
     async def sync_forever(self) -> None:
-        """Push every window's pending count to Redis, every SYNC_SECONDS; until cancelled."""
+        """Push every window's pending count to Redis in one round trip, every SYNC_SECONDS;
+        until cancelled."""
         while True:
             await asyncio.sleep(SYNC_SECONDS)
-            for caller, window in list(self.windows.items()):
-                if window.pending:
-                    await self._sync(caller, window)
+            pending = [(caller, w) for caller, w in self.windows.items() if w.pending]
+            if pending:
+                await self._sync_all(pending)

@@ -38,7 +38,7 @@ class RateLimitMiddleware:
         assert runtime is not None
         verdict = await limiter.hit(await _caller(runtime, scope))
         limit = limiter.limit
-        policy = (b"ratelimit-policy", b'"api";q=%d;w=%d' % (limit.count, limit.period))
+        policy = (b"ratelimit-policy", limiter.policy)
         state = (b"ratelimit", b'"api";r=%d;t=%d' % (verdict.remaining, verdict.reset))
         if not verdict.admitted:
             headers = {"Retry-After": str(verdict.reset)}
