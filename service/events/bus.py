@@ -146,6 +146,9 @@ async def follow(redis: Redis, after: str | None = None) -> AsyncIterator[Event]
             response: Any = await redis.xread({STREAM: last}, count=READ_COUNT, block=READ_BLOCK_MS)
             backoff = 0.1
         except (RedisError, OSError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # redis-py may turn a cancellation
+                raise asyncio.CancelledError from exc  # into an error of its own: stop anyway
             log.warning("event reader waiting for Redis: %s", exc)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)

@@ -302,6 +302,9 @@ class Relay:
         try:
             await self._append(keys=[STREAM, RELAYED], args=args)
         except (RedisError, OSError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a cancellation redis-py reworded
+                raise asyncio.CancelledError from exc
             if not self.redis_failing:
                 log.warning("events wait in the outbox, Redis unreachable: %s", exc)
             self.redis_failing = True

@@ -275,9 +275,14 @@ def test_events_status_and_tail_show_the_relay_and_the_live_stream(
         assert json.loads(line)["data"]["id"] == live["id"]
     finally:
         tail.send_signal(signal.SIGINT)
-        code = tail.wait(10)
-        assert tail.stdout is not None
-        tail.stdout.close()
+        try:
+            code = tail.wait(10)
+        finally:
+            if tail.poll() is None:
+                tail.kill()
+                tail.wait()
+            assert tail.stdout is not None
+            tail.stdout.close()
     assert code == 0, "Ctrl-C ends the tail quietly"
 
 
