@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from typing import Annotated, Any
 
 import orjson
@@ -60,7 +61,8 @@ def tail(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Print events as they reach the Stream, one line each (id, type, data), until Ctrl-C."""
+    """Print events as they reach the Stream, one line each (id, type, data), until Ctrl-C
+    (or SIGTERM)."""
     from apictl.session import resolve_servers
     from service.config import load_settings
     from service.events.bus import follow, is_event_id
@@ -75,6 +77,12 @@ def tail(
     settings = resolve_servers(load_settings())
 
     async def main() -> None:
+        # Our own handlers, not asyncio.run's: a shell starts `&` jobs with SIGINT ignored, and
+        # asyncio.run would then leave it ignored.
+        stop = asyncio.current_task()
+        assert stop is not None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.cancel)
         redis = create_redis(settings)
         try:
             async for event in follow(redis, since):
@@ -87,5 +95,5 @@ def tail(
         finally:
             await redis.aclose()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(main())

@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from apictl.scaffold.fields import singular_of
+from fixtures.events import wait_for
 from fixtures.servers import Servers
 from service.events.bus import STREAM
 
@@ -176,7 +177,11 @@ def test_migrated_and_served_without_hand_edits(
         assert dangling.json()["details"][0]["field"] == "body.post_id"
         assert "/api/v1/notes/{note_id}" in api.get("/openapi.json").json()["paths"]
     with redis.Redis.from_url(redis_url) as events:
-        assert b"note.created" in [e[b"type"] for _, e in events.xrange(STREAM)]
+
+        def relayed() -> bool:
+            return b"note.created" in [e[b"type"] for _, e in events.xrange(STREAM)]
+
+        wait_for(relayed, 5, "note.created on the Stream (the relay's promise)")
     code, _ = server.stop()
     assert code == 0
     assert run("apictl", "migrate", "down", env=server_env).returncode == 0
