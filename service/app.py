@@ -14,6 +14,7 @@ import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
@@ -27,11 +28,11 @@ from service.http.compiled import CompiledRoutes
 from service.http.docs import OPENAPI_PATH, install_docs
 from service.http.errors import ERROR_RESPONSES, install_error_handlers
 from service.http.metrics import Metrics
+from service.http.middleware import rate_limit
 from service.http.middleware.body_limit import BodyLimitMiddleware
 from service.http.middleware.conditional import ConditionalMiddleware
 from service.http.middleware.idempotency import IdempotencyMiddleware
 from service.http.middleware.liveness import LivenessMiddleware
-from service.http.middleware.rate_limit import RateLimitMiddleware
 from service.http.middleware.request_context import RequestContextMiddleware
 from service.http.middleware.selective import WhenHeader
 from service.process.logs import configure_logging
@@ -86,6 +87,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router, responses=ERROR_RESPONSES)
     if settings.docs_enabled:
         install_docs(app)  # after the API's routes: they are matched first
+    if settings.api_rate_limit is not None:
+        document_api = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                app.openapi_schema = rate_limit.document(document_api())
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -121,7 +131,7 @@ def middleware_stack(
             minimum_size=GZIP_MIN_BYTES,
             compresslevel=GZIP_LEVEL,
         ),
-        Middleware(RateLimitMiddleware, fastapi_app=app),  # before any body is read
+        Middleware(rate_limit.RateLimitMiddleware, fastapi_app=app),  # before any body is read
         Middleware(
             BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout
         ),

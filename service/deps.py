@@ -25,6 +25,7 @@ from uuid import UUID
 from fastapi import Depends, Header, Query
 from starlette.requests import Request
 
+from service.auth.callers import authenticated
 from service.auth.tokens import Principal
 from service.errors import Forbidden, Unauthorized
 from service.events import tickets
@@ -67,10 +68,13 @@ def bearer_token(request: Request) -> str | None:
 
 @access("token")
 async def current_principal(request: Request) -> Principal:
-    token = bearer_token(request)
-    if token is None:
-        raise Unauthorized()
-    return _acting(await runtime(request).tokens.authenticate(token))
+    principal = authenticated(request.scope)  # checked already by a middleware
+    if principal is None:
+        token = bearer_token(request)
+        if token is None:
+            raise Unauthorized()
+        principal = await runtime(request).tokens.authenticate(token)
+    return _acting(principal)
 
 
 def _acting(principal: Principal) -> Principal:

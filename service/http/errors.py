@@ -20,7 +20,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Send
 
-from service.errors import AppError, InternalError, MethodNotAllowed, ValidationFailed
+from service.errors import (
+    AppError,
+    InternalError,
+    MethodNotAllowed,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from service.http.context import current_request_id
 from service.validation import error_details
 
@@ -45,6 +52,12 @@ class ErrorBody(BaseModel):
     details: list[ErrorDetail] | None = None
 
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer"},
+    }
+}
 # Every status an API route may answer with besides its own success, for the OpenAPI document
 # (clients and schemathesis learn the error body from it).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -52,6 +65,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, cls in sorted(_BY_STATUS.items())
     if status not in _NOT_OPERATIONS
 }
+for _status in (RateLimited.status, ServiceUnavailable.status):
+    ERROR_RESPONSES[_status]["headers"] = _RETRY_AFTER
 
 
 def error_for_status(status: int, message: str | None = None) -> AppError:

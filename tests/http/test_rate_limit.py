@@ -50,8 +50,24 @@ def test_past_the_limit_is_429_and_the_headers_count_down(
 def test_off_counts_nothing(settings: Settings, alice: Account) -> None:
     with TestClient(create_app(settings.model_copy(update={"api_rate_limit": None}))) as client:
         answer = client.get(ME, headers=alice.headers)
+        document = client.get("/openapi.json").json()
     assert answer.status_code == 200
     assert "ratelimit" not in answer.headers
+    assert "RateLimit" not in document["paths"]["/api/v1/users/me"]["get"]["responses"]["200"].get(
+        "headers", {}
+    ), "the document promises the fields only while the limit is on"
+
+
+def test_the_openapi_document_declares_the_fields_where_they_are_sent(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    me = paths["/api/v1/users/me"]["get"]["responses"]
+    for status in ("200", "401", "429"):
+        assert {"RateLimit-Policy", "RateLimit"} <= set(me[status]["headers"]), status
+    assert "Retry-After" in me["429"]["headers"]
+    assert "ETag" in paths["/api/v1/posts/{post_id}"]["get"]["responses"]["200"]["headers"]
+    login = paths["/api/v1/auth/login"]["post"]["responses"]
+    assert "RateLimit" not in login["200"].get("headers", {}), "login is not counted"
 
 
 def test_two_instances_together_admit_at_most_the_limit_and_10_percent(

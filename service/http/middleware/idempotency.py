@@ -19,9 +19,9 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.auth.client_ip import client_ip
+from service.auth.callers import caller
 from service.deps import idempotent
-from service.errors import AppError, Conflict, IdempotencyKeyReused, Unauthorized, ValidationFailed
+from service.errors import AppError, Conflict, IdempotencyKeyReused, ValidationFailed
 from service.http.errors import send_error
 from service.http.middleware.body_limit import BODY_KEY
 from service.idempotency import Slot
@@ -43,12 +43,7 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        key = authorization = None
-        for name, value in scope["headers"]:
-            if name == b"idempotency-key":
-                key = value
-            elif name == b"authorization":
-                authorization = value
+        key = next((v for k, v in scope["headers"] if k == b"idempotency-key"), None)
         if key is None or not any(m(scope)[0] is Match.FULL for m in self.creating):
             await self.app(scope, receive, send)
             return
@@ -57,12 +52,11 @@ class IdempotencyMiddleware:
             await send_error(send, ValidationFailed("invalid Idempotency-Key", details=[detail]))
             return
         runtime: Runtime = self.fastapi_app.state.runtime
-        try:
-            caller = await _caller(runtime, scope, authorization)
-        except Unauthorized:  # the route answers 401 itself; nothing to keep for it
+        keyed_by = await caller(runtime, scope)
+        if keyed_by is None:  # the route answers 401 (or 503) itself; nothing to keep for it
             await self.app(scope, receive, send)
             return
-        slot = Slot(caller, "POST", scope["path"], key.decode("ascii"))
+        slot = Slot(keyed_by, "POST", scope["path"], key.decode("ascii"))
         body, _ = scope.get(BODY_KEY, (b"", False))
         fingerprint = hashlib.sha256(body).digest()
         try:
@@ -111,14 +105,3 @@ class IdempotencyMiddleware:
                 await runtime.idempotency.complete(slot, status, content_type, b"".join(chunks))
             else:
                 await runtime.idempotency.release(slot)
-
-
-async def _caller(runtime: Runtime, scope: Scope, authorization: bytes | None) -> str:
-    """Whose keys these are: the token's user, or the client address without a token."""
-    if authorization is None:
-        return "address:" + client_ip(scope, runtime.trusted_proxies)
-    scheme, _, token = authorization.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized()
-    principal = await runtime.tokens.authenticate(token.strip())
-    return f"user:{principal.user_id}"

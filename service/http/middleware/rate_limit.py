@@ -11,16 +11,36 @@ and past the limit the answer is 429 `rate_limited` with Retry-After, before the
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.auth.client_ip import client_ip
-from service.errors import AppError, RateLimited
+from service.auth.callers import address, caller
+from service.errors import RateLimited
 from service.http.errors import send_error
 from service.runtime import Runtime
 
 PREFIX = "/api/v1/"
 NOT_COUNTED = frozenset({"/api/v1/auth/login"})  # it has a limit of its own
+_HEADERS = {
+    "RateLimit-Policy": 'The limit: `"api";q=<requests>;w=<seconds>`',
+    "RateLimit": 'What is left of it: `"api";r=<remaining>;t=<seconds until reset>`',
+}
+
+
+def document(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Declare the RateLimit fields on every response of the counted operations."""
+    headers = {
+        name: {"description": text, "schema": {"type": "string"}} for name, text in _HEADERS.items()
+    }
+    for path, operations in openapi.get("paths", {}).items():
+        if not path.startswith(PREFIX) or path in NOT_COUNTED:
+            continue
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                response["headers"] = {**response.get("headers", {}), **headers}
+    return openapi
 
 
 class RateLimitMiddleware:
@@ -36,7 +56,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         assert runtime is not None
-        verdict = await limiter.hit(await _caller(runtime, scope))
+        verdict = await limiter.hit(await caller(runtime, scope) or address(runtime, scope))
         limit = limiter.limit
         policy = (b"ratelimit-policy", limiter.policy)
         state = (b"ratelimit", b'"api";r=%d;t=%d' % (verdict.remaining, verdict.reset))
@@ -53,16 +73,3 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_counted)
-
-
-async def _caller(runtime: Runtime, scope: Scope) -> str:
-    """The token's user (a cached lookup), else the client address (no or a bad token)."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer":
-                try:
-                    return f"user:{(await runtime.tokens.authenticate(token.strip())).user_id}"
-                except AppError:  # the route answers 401 (or 503) itself
-                    break
-    return "address:" + client_ip(scope, runtime.trusted_proxies)
