@@ -36,6 +36,7 @@ from service.db import CONNECT_FAULTS, Database
 from service.errors import ServiceUnavailable
 from service.events import outbox
 from service.events.bus import STREAM, STREAM_MAXLEN
+from service.tracing import UNTRACED, Instruments
 
 LOCK_KEY = 0x6170_6963_746C_0001  # "apictl" + 1: the relay's advisory lock, per database
 CHANNEL = "apictl_outbox"
@@ -121,8 +122,11 @@ class Status:
 class Relay:
     """The relay of one process: `run` it while serving; `written` after a commit of events."""
 
-    def __init__(self, settings: Settings, db: Database, redis: Redis) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, redis: Redis, instruments: Instruments = UNTRACED
+    ) -> None:
         self.settings, self.db, self.redis = settings, db, redis
+        self.instruments = instruments  # each relayed batch is a trace of its own
         self.limit = settings.event_backlog_limit
         self.holding = False
         self.redis_failing = False
@@ -243,6 +247,7 @@ class Relay:
                 timeout=s.db_acquire_timeout,
                 command_timeout=s.db_command_timeout,
                 server_settings={"application_name": self.name},
+                connection_class=self.instruments.connection_class,
             )
         except CONNECT_FAULTS as exc:
             log.debug("event relay cannot connect: %s", exc)
@@ -280,7 +285,7 @@ class Relay:
             self._wake.clear()  # before reading: a commit from now on wakes the next pass
             rows = await conn.fetch(SELECT_BATCH, BATCH)
             settled = [row for row in rows if row["settled"]]  # a prefix, in (xid, id) order
-            if settled and await self._moved(conn, settled, cluster):
+            if settled and await self._relayed(conn, settled, cluster):
                 unsettled_wait = 0.005
                 if len(settled) == BATCH:
                     continue
@@ -291,6 +296,12 @@ class Relay:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    async def _relayed(
+        self, conn: asyncpg.Connection, rows: list[asyncpg.Record], cluster: str
+    ) -> bool:
+        with self.instruments.spans.root("relay events"):
+            return await self._moved(conn, rows, cluster)
 
     async def _moved(
         self, conn: asyncpg.Connection, rows: list[asyncpg.Record], cluster: str

@@ -12,7 +12,7 @@ SOCKET_TIMEOUT = 2.0
 POOL_SIZE = 50
 
 
-def create_redis(settings: Settings) -> Redis:
+def create_redis(settings: Settings, client_class: type[Redis] = Redis) -> Redis:
     """A client that connects lazily: a Redis outage degrades features, it never blocks start-up."""
     assert settings.redis_url is not None, "resolve embedded servers first"
     pool = BlockingConnectionPool.from_url(
@@ -24,4 +24,4 @@ def create_redis(settings: Settings) -> Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         health_check_interval=30,
     )
-    return Redis(connection_pool=pool)
+    return client_class(connection_pool=pool)
