@@ -39,8 +39,8 @@ from service.process.logs import configure_logging
 from service.process.migration_state import migration_ids, migrations_dir
 from service.process.shutdown import on_termination
 from service.runtime import Runtime
-from service.tracing import UNTRACED
 from service.tracing import start as start_tracing
+from service.tracing.instruments import UNTRACED
 
 if TYPE_CHECKING:
     from service.tracing.sdk import Tracing

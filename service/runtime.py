@@ -21,7 +21,7 @@ from service.events.bus import EventBus
 from service.events.relay import Relay
 from service.idempotency import IdempotencyKeys
 from service.process.redis_client import create_redis
-from service.tracing import UNTRACED, Instruments
+from service.tracing.instruments import UNTRACED, Instruments
 
 TASK_STOP_SECONDS = 2.0
 

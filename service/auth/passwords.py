@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from service.tracing import NoSpans, Spans
+from service.tracing.instruments import NoSpans, Spans
 
 HASH_THREADS = 2
 

@@ -36,7 +36,7 @@ from service.db import CONNECT_FAULTS, Database
 from service.errors import ServiceUnavailable
 from service.events import outbox
 from service.events.bus import STREAM, STREAM_MAXLEN
-from service.tracing import UNTRACED, Instruments
+from service.tracing.instruments import UNTRACED, Instruments
 
 LOCK_KEY = 0x6170_6963_746C_0001  # "apictl" + 1: the relay's advisory lock, per database
 CHANNEL = "apictl_outbox"

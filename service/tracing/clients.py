@@ -21,7 +21,7 @@ from opentelemetry.util.types import Attributes
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from service.tracing import Instruments
+from service.tracing.instruments import Instruments
 
 
 @contextmanager

@@ -27,8 +27,9 @@ from starlette.middleware import Middleware
 
 from service import __version__
 from service.config import mask_url
-from service.tracing import Instruments, endpoint
 from service.tracing.clients import instruments
+from service.tracing.environment import endpoint
+from service.tracing.instruments import Instruments
 from service.tracing.server import ServerSpans
 
 DEFAULT_QUEUE = 2048  # the SDK's default OTEL_BSP_MAX_QUEUE_SIZE
