@@ -79,7 +79,9 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
         lambda: getattr(app.state, "runtime", None),
         collectors=[tracing.collector()] if tracing else [],
     )
-    access_log = AccessLog(json=settings.json_logs, trace_ids=tracing.ids if tracing else None)
+    access_log = AccessLog(
+        json=settings.json_logs, trace_ids=tracing.current_ids if tracing else None
+    )
     app = FastAPI(
         title="apictl service",
         version=__version__,

@@ -30,7 +30,7 @@ from service.config import mask_url
 from service.tracing.clients import instruments
 from service.tracing.environment import endpoint
 from service.tracing.instruments import Instruments
-from service.tracing.server import ServerSpans
+from service.tracing.server import HandedIds, ServerSpans
 
 DEFAULT_QUEUE = 2048  # the SDK's default OTEL_BSP_MAX_QUEUE_SIZE
 CLOSE_SECONDS = 2.0  # what shutting down waits for the last spans to leave
@@ -126,6 +126,7 @@ class Tracing:
     provider: TracerProvider
     processor: CountingProcessor
     tracer: Tracer
+    ids: HandedIds
     instruments: Instruments
 
     @classmethod
@@ -134,7 +135,8 @@ class Tracing:
         resource = Resource.create({"service.name": "apictl", "service.version": __version__})
         resource = resource.merge(OTELResourceDetector().detect())
         # sampler: OTEL_TRACES_SAMPLER(_ARG); exit: ours, bounded (close)
-        provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        ids = HandedIds()
+        provider = TracerProvider(resource=resource, id_generator=ids, shutdown_on_exit=False)
         processor = CountingProcessor(OTLPSpanExporter(), _queue_size())
         provider.add_span_processor(processor)
         trace.set_tracer_provider(provider)  # code of a scaffolded resource may trace too
@@ -142,14 +144,16 @@ class Tracing:
         for handler in logging.getLogger().handlers:  # as set by configure_logging
             handler.addFilter(TraceIds())
         log.info("tracing on: OTLP/HTTP to %s", mask_url(endpoint()))
-        return cls(provider, processor, tracer, instruments(tracer))
+        return cls(provider, processor, tracer, ids, instruments(tracer))
 
     def middleware(self) -> Middleware:
         """The SERVER span of each request (service.tracing.server), outermost."""
-        return Middleware(ServerSpans, tracer=self.tracer)
+        return Middleware(
+            ServerSpans, tracer=self.tracer, sampler=self.provider.sampler, ids=self.ids
+        )
 
     @staticmethod
-    def ids() -> tuple[str, str] | None:
+    def current_ids() -> tuple[str, str] | None:
         return trace_ids()
 
     def collector(self) -> Collector:
