@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -95,12 +96,21 @@ def _summary(body: Any) -> str:
 def config(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Show every setting, its value (secrets masked) and where it came from; exit 1 listing
-    every problem.
+    """Show every setting and OTEL_* tracing variable, its value (secrets masked) and where it
+    came from; exit 1 listing every problem.
 
-    Exit 1 listing every problem when the configuration is invalid.
+    Exit 1 listing every problem when the configuration is invalid. The OTEL_* variables are
+    read by the OpenTelemetry SDK from the environment only (never from .env).
     """
-    from service.config import ConfigError, Settings, env_name, load_settings, setting_sources
+    from service.config import (
+        ConfigError,
+        Settings,
+        env_name,
+        load_settings,
+        mask_url,
+        setting_sources,
+    )
+    from service.tracing.environment import configured, endpoint, variables
 
     try:
         settings = load_settings()
@@ -118,10 +128,17 @@ def config(
         {"variable": env_name(field), "value": _display(settings, field), "source": sources[field]}
         for field in Settings.model_fields
     ]
+    rows += [{"variable": v.name, "value": v.value, "source": v.source} for v in variables()]
+    traced_to = mask_url(endpoint()) if configured(os.environ) else None
     if as_json:
-        print_json({"valid": True, "settings": rows})
+        tracing = {"enabled": traced_to is not None, "endpoint": traced_to}
+        print_json({"valid": True, "settings": rows, "tracing": tracing})
         return
     print_table("configuration", ["variable", "value", "source"], [tuple(r.values()) for r in rows])
+    if traced_to is not None:
+        console.print(f"tracing on: OTLP/HTTP to {escape(traced_to)}")
+    else:
+        console.print("tracing off: no OTEL_EXPORTER_OTLP_ENDPOINT (see the README's Tracing)")
     console.print("[green]configuration is valid[/]")
 
 
@@ -153,7 +170,8 @@ def deploy(
 
     Run it with the deployment's environment. Checks: APICTL_ENV, embedded servers, CORS '*',
     debug and console logs, weak or missing passwords, the database pool against the server's
-    max_connections, pending migrations and drift, Redis reachable. Exit 1 if any error.
+    max_connections, pending migrations and drift, Redis reachable, tracing. Exit 1 if any
+    error.
     """
     from service.config import ConfigError, load_settings
     from service.ops.deploy_checks import config_findings, deploy_findings

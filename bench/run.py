@@ -2,6 +2,7 @@
 
     python -m bench.run                 # full: 2 rounds x 15 s per workload and target
     python -m bench.run --smoke         # a few seconds, for CI: proves the benchmark still runs
+    python -m bench.run --tracing       # also traced at ratio 0.01 and 1.0 (SPEC 12), A/B
 
 One server worker pinned to core 0, wrk pinned to core 1 (PostgreSQL and Redis float). Targets
 are interleaved within each round and medians are taken over rounds, so every apictl figure is
@@ -31,6 +32,7 @@ import httpx2
 import psycopg
 import redis
 
+from bench.otlp_sink import start_sink
 from bench.report import write_reports
 from bench.seed import seed
 from service.config import load_settings
@@ -194,6 +196,12 @@ def main() -> None:
         " apictl-fastapi:APICTL_COMPILED_ROUTES=false",
     )
     parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="also measure apictl traced (SPEC 12), exporting to a local OTLP sink, as targets"
+        " traced-0.01 (parentbased_traceidratio 0.01) and traced-1.0 (every request)",
+    )
+    parser.add_argument(
         "--baseline",
         action="append",
         default=[],
@@ -258,6 +266,10 @@ def main() -> None:
             "apictl", [*apictl_cmd, "--port", "18002"], apictl_env, 18002, work / "apictl.log"
         ),
     }
+    if args.tracing:
+        endpoint = f"OTEL_EXPORTER_OTLP_ENDPOINT={start_sink()}"
+        ratio = "OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.01"
+        args.variant += [f"traced-0.01:{endpoint},{ratio}", f"traced-1.0:{endpoint}"]
     for port, variant in enumerate(args.variant, start=18010):
         name, _, assignments = variant.partition(":")
         extra = dict(item.split("=", 1) for item in assignments.split(",") if item)

@@ -163,6 +163,7 @@ TREE = (
     "service/errors.py",
     "service/crud.py",
     "service/http/",
+    "service/tracing/",
     "service/process/",
     "service/ops/",
     "service/<resource>/",

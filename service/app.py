@@ -14,7 +14,7 @@ import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
@@ -39,6 +39,11 @@ from service.process.logs import configure_logging
 from service.process.migration_state import migration_ids, migrations_dir
 from service.process.shutdown import on_termination
 from service.runtime import Runtime
+from service.tracing import start as start_tracing
+from service.tracing.instruments import UNTRACED
+
+if TYPE_CHECKING:
+    from service.tracing.sdk import Tracing
 
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 5  # Starlette's default of 9 costs CPU for a few percent of size
@@ -47,12 +52,16 @@ GZIP_LEVEL = 5  # Starlette's default of 9 costs CPU for a few percent of size
 BUSIEST_FIRST = ("posts", "users", "auth", "events", "health")
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the service for `settings` (whose database and Redis URLs are already resolved)."""
+def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
+    """Build the service for `settings` (whose database and Redis URLs are already resolved),
+    traced when `tracing` is given."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = runtime = await Runtime.open(settings, serving=True)
+        instruments = tracing.instruments if tracing else UNTRACED
+        app.state.runtime = runtime = await Runtime.open(
+            settings, serving=True, instruments=instruments
+        )
         on_termination(runtime.events.close)
         # Everything alive now lives as long as the process: keep it out of the collector's
         # generations, so collections walk only per-request garbage (shorter pauses).
@@ -63,9 +72,16 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await app.state.runtime.close()
             app.state.access_log.flush()
+            if tracing:
+                tracing.close()
 
-    metrics = Metrics(lambda: getattr(app.state, "runtime", None))
-    access_log = AccessLog(json=settings.json_logs)
+    metrics = Metrics(
+        lambda: getattr(app.state, "runtime", None),
+        collectors=[tracing.collector()] if tracing else [],
+    )
+    access_log = AccessLog(
+        json=settings.json_logs, trace_ids=tracing.current_ids if tracing else None
+    )
     app = FastAPI(
         title="apictl service",
         version=__version__,
@@ -77,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         # otherwise look up global providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.user_middleware = middleware_stack(settings, metrics, access_log, app)
+    app.user_middleware = middleware_stack(settings, metrics, access_log, app, tracing)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.access_log = access_log
@@ -100,9 +116,14 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def middleware_stack(
-    settings: Settings, metrics: Metrics, access_log: AccessLog, app: FastAPI
+    settings: Settings,
+    metrics: Metrics,
+    access_log: AccessLog,
+    app: FastAPI,
+    tracing: Tracing | None = None,
 ) -> list[Middleware]:
-    """Every request passes these, outermost first; CORS only when origins are configured.
+    """Every request passes these, outermost first; CORS only when origins are configured,
+    the SERVER span only when tracing is on.
 
     Innermost, the app's compiled routes (service/http/compiled.py) answer what they can;
     everything else goes on to FastAPI's router.
@@ -119,6 +140,7 @@ def middleware_stack(
         max_age=600,
     )
     return [
+        *([tracing.middleware()] if tracing else []),  # the access log is written inside it
         # request id, access log, metrics and the last-resort 500, for everything below
         Middleware(RequestContextMiddleware, metrics=metrics, access_log=access_log),
         *([cors] if settings.cors_origins else []),
@@ -163,4 +185,4 @@ def app_from_env() -> FastAPI:
     (service.process.handover: the servers and address `apictl serve` resolved)."""
     settings = load_settings()
     configure_logging(settings)
-    return create_app(settings)
+    return create_app(settings, start_tracing())

@@ -51,9 +51,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 class Database:
     """A pool of connections to PostgreSQL, created in the app lifespan and closed there."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, connection_class: type[asyncpg.Connection] = asyncpg.Connection
+    ) -> None:
         assert settings.database_url is not None, "resolve embedded servers first"
         self.settings = settings
+        self.connection_class = connection_class  # a traced one when tracing is on
         self.pool: asyncpg.Pool | None = None
         self._recycler: asyncio.Task[None] | None = None
 
@@ -61,7 +64,7 @@ class Database:
         """Connect APICTL_DB_POOL_MIN connections; ServiceUnavailable if the server is not there."""
         s = self.settings
         try:
-            self.pool = await self._create_pool(s)
+            self.pool = await self._create_pool(s, self.connection_class)
         except CONNECT_FAULTS as exc:
             raise ServiceUnavailable(
                 f"database unreachable at {mask_url(str(s.database_url))}: "
@@ -70,7 +73,7 @@ class Database:
         self._recycler = asyncio.create_task(self._recycle(self.pool, s.db_max_lifetime))
 
     @staticmethod
-    async def _create_pool(s: Settings) -> asyncpg.Pool:
+    async def _create_pool(s: Settings, connection_class: type[asyncpg.Connection]) -> asyncpg.Pool:
         server_settings = {"application_name": "apictl"}
         pooled = s.db_pooler == "transaction"
         if not pooled:  # PgBouncer refuses unknown startup parameters (see the README)
@@ -85,6 +88,7 @@ class Database:
             timeout=s.db_acquire_timeout,
             reset=_keep_session,
             server_settings=server_settings,
+            connection_class=connection_class,
         )
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ from service.events.bus import EventBus
 from service.events.relay import Relay
 from service.idempotency import IdempotencyKeys
 from service.process.redis_client import create_redis
+from service.tracing.instruments import UNTRACED, Instruments
 
 TASK_STOP_SECONDS = 2.0
 
@@ -41,23 +42,26 @@ class Runtime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, settings: Settings, *, serving: bool) -> Runtime:
-        """Connect to PostgreSQL (and, lazily, Redis); `serving` starts background listeners."""
-        db = Database(settings)
+    async def open(
+        cls, settings: Settings, *, serving: bool, instruments: Instruments = UNTRACED
+    ) -> Runtime:
+        """Connect to PostgreSQL (and, lazily, Redis); `serving` starts background listeners;
+        clients are built from `instruments` (service.tracing: traced or not)."""
+        db = Database(settings, instruments.connection_class)
         await db.open()
-        redis = create_redis(settings)
+        redis = create_redis(settings, instruments.redis_class)
         runtime = cls(
             settings=settings,
             db=db,
             redis=redis,
-            passwords=Passwords(),
+            passwords=Passwords(spans=instruments.spans),
             tokens=Tokens(db, redis),
             limiter=LoginLimiter(redis, settings.login_rate_limit),
             api_limiter=ApiLimiter(redis, settings.api_rate_limit)
             if settings.api_rate_limit
             else None,
             events=EventBus(redis),
-            relay=Relay(settings, db, redis),
+            relay=Relay(settings, db, redis, instruments),
             idempotency=IdempotencyKeys(db),
             trusted_proxies=parse_networks(settings.trusted_proxies),
         )

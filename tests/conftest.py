@@ -79,11 +79,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No APICTL_* / DATABASE_URL / REDIS_URL of the developer's shell leaks into a test."""
+    """No APICTL_* / DATABASE_URL / REDIS_URL / OTEL_* of the developer's shell leaks into a
+    test."""
     for name in list(os.environ):
         upper = name.upper()
-        if upper in ("DATABASE_URL", "REDIS_URL") or (
-            upper.startswith("APICTL_") and not upper.startswith("APICTL_TEST_")
+        if (
+            upper in ("DATABASE_URL", "REDIS_URL")
+            or upper.startswith("OTEL_")
+            or (upper.startswith("APICTL_") and not upper.startswith("APICTL_TEST_"))
         ):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env, and .apictl/ lands in the test's own directory

@@ -12,27 +12,32 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from service.tracing.instruments import NoSpans, Spans
+
 HASH_THREADS = 2
 
 
 class Passwords:
     """hash / verify / needs_rehash, each run in the hashing pool."""
 
-    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, hasher: PasswordHasher | None = None, spans: Spans | None = None) -> None:
         self.hasher = hasher or PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+        self.spans = spans or NoSpans()
         self._pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="argon2")
         self._dummy: str | None = None  # made on first need: start-up stays cheap in memory
 
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.hasher.hash, password
-        )
+        with self.spans.child("password hash"):
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, self.hasher.hash, password
+            )
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """True if `password` matches; with no hash (unknown user) verify a dummy, return False."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._verify, password_hash, password
-        )
+        with self.spans.child("password verify"):
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._verify, password_hash, password
+            )
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
         if password_hash is None:

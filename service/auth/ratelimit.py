@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.config import RateLimit
+from service.process.redis_client import stop_if_cancelled
 
 KEY_PREFIX = "apictl:login:"
 LOCAL_MAX_KEYS = 100_000
@@ -162,6 +163,7 @@ class ApiLimiter:
         try:
             counts = await self._add(keys=keys, args=[self.limit.period + 1, *sent])
         except RedisError as exc:
+            stop_if_cancelled(exc)
             if not self.degraded:
                 log.warning("API rate limit falls back to per-process windows: %s", exc)
             self.degraded = True

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from service.auth import queries
 from service.db import Connection, Database
 from service.errors import Unauthorized
+from service.process.redis_client import stop_if_cancelled
 
 PREFIX = "apx_"
 TOKEN_LENGTH = len(PREFIX) + 43  # 32 random bytes in unpadded base64url
@@ -178,6 +179,7 @@ class Tokens:
                     if message is not None:
                         self._apply(message["data"])
             except (RedisError, OSError) as exc:
+                stop_if_cancelled(exc)
                 if self.cache.enabled:
                     log.warning("token cache off, checking tokens in the database: %s", exc)
                 await _close_quietly(pubsub)

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.errors import ServiceUnavailable, ValidationFailed
+from service.process.redis_client import stop_if_cancelled
 
 STREAM = "apictl:events"
 STREAM_MAXLEN = 10_000
@@ -146,9 +147,7 @@ async def follow(redis: Redis, after: str | None = None) -> AsyncIterator[Event]
             response: Any = await redis.xread({STREAM: last}, count=READ_COUNT, block=READ_BLOCK_MS)
             backoff = 0.1
         except (RedisError, OSError) as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # redis-py may turn a cancellation
-                raise asyncio.CancelledError from exc  # into an error of its own: stop anyway
+            stop_if_cancelled(exc)
             log.warning("event reader waiting for Redis: %s", exc)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)

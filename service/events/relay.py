@@ -36,6 +36,8 @@ from service.db import CONNECT_FAULTS, Database
 from service.errors import ServiceUnavailable
 from service.events import outbox
 from service.events.bus import STREAM, STREAM_MAXLEN
+from service.process.redis_client import stop_if_cancelled
+from service.tracing.instruments import UNTRACED, Instruments
 
 LOCK_KEY = 0x6170_6963_746C_0001  # "apictl" + 1: the relay's advisory lock, per database
 CHANNEL = "apictl_outbox"
@@ -121,8 +123,11 @@ class Status:
 class Relay:
     """The relay of one process: `run` it while serving; `written` after a commit of events."""
 
-    def __init__(self, settings: Settings, db: Database, redis: Redis) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, redis: Redis, instruments: Instruments = UNTRACED
+    ) -> None:
         self.settings, self.db, self.redis = settings, db, redis
+        self.instruments = instruments  # each relayed batch is a trace of its own
         self.limit = settings.event_backlog_limit
         self.holding = False
         self.redis_failing = False
@@ -195,6 +200,7 @@ class Relay:
             length = await self.redis.xlen(STREAM)
             newest: Any = await self.redis.xrevrange(STREAM, count=1)
         except (RedisError, OSError) as exc:
+            stop_if_cancelled(exc)
             return Status(backlog.waiting, backlog.lag, holder, None, None, str(exc))
         last = newest[0][0].decode() if newest else None
         return Status(backlog.waiting, backlog.lag, holder, length, last)
@@ -243,6 +249,7 @@ class Relay:
                 timeout=s.db_acquire_timeout,
                 command_timeout=s.db_command_timeout,
                 server_settings={"application_name": self.name},
+                connection_class=self.instruments.connection_class,
             )
         except CONNECT_FAULTS as exc:
             log.debug("event relay cannot connect: %s", exc)
@@ -280,7 +287,7 @@ class Relay:
             self._wake.clear()  # before reading: a commit from now on wakes the next pass
             rows = await conn.fetch(SELECT_BATCH, BATCH)
             settled = [row for row in rows if row["settled"]]  # a prefix, in (xid, id) order
-            if settled and await self._moved(conn, settled, cluster):
+            if settled and await self._relayed(conn, settled, cluster):
                 unsettled_wait = 0.005
                 if len(settled) == BATCH:
                     continue
@@ -292,6 +299,12 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
+    async def _relayed(
+        self, conn: asyncpg.Connection, rows: list[asyncpg.Record], cluster: str
+    ) -> bool:
+        with self.instruments.spans.root("relay events"):
+            return await self._moved(conn, rows, cluster)
+
     async def _moved(
         self, conn: asyncpg.Connection, rows: list[asyncpg.Record], cluster: str
     ) -> bool:
@@ -302,9 +315,7 @@ class Relay:
         try:
             await self._append(keys=[STREAM, RELAYED], args=args)
         except (RedisError, OSError) as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # a cancellation redis-py reworded
-                raise asyncio.CancelledError from exc
+            stop_if_cancelled(exc)
             if not self.redis_failing:
                 log.warning("events wait in the outbox, Redis unreachable: %s", exc)
             self.redis_failing = True

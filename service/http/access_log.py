@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import orjson
@@ -25,8 +26,15 @@ BATCH = 512
 class AccessLog:
     """Buffered access-log lines on a binary stream (stderr by default)."""
 
-    def __init__(self, *, json: bool, stream: BinaryIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        json: bool,
+        stream: BinaryIO | None = None,
+        trace_ids: Callable[[], tuple[str, str] | None] | None = None,
+    ) -> None:
         self.json = json
+        self.trace_ids = trace_ids  # with tracing on: (trace id, span id) of the request
         self.enabled = logging.getLogger("apictl.access").isEnabledFor(logging.INFO)
         self.stream = stream or sys.stderr.buffer
         self._lines: list[bytes] = []
@@ -48,28 +56,31 @@ class AccessLog:
     ) -> None:
         now = time.time()
         duration_ms = round(seconds * 1000, 2)
+        ids = self.trace_ids() if self.trace_ids is not None else None
         if self.json:
-            line = orjson.dumps(
-                {
-                    "ts": self._timestamp(now),
-                    "level": "info",
-                    "msg": "request",
-                    "logger": "apictl.access",
-                    "request_id": info.request_id,
-                    "method": method,
-                    "route": route,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": duration_ms,
-                    "user_id": info.user_id,
-                }
-            )
+            entry = {
+                "ts": self._timestamp(now),
+                "level": "info",
+                "msg": "request",
+                "logger": "apictl.access",
+                "request_id": info.request_id,
+                "method": method,
+                "route": route,
+                "path": path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "user_id": info.user_id,
+            }
+            if ids is not None:
+                entry["trace_id"], entry["span_id"] = ids
+            line = orjson.dumps(entry)
         else:
             user = f" user_id={info.user_id}" if info.user_id else ""
+            trace = f" trace_id={ids[0]} span_id={ids[1]}" if ids is not None else ""
             line = (
                 f"{self._timestamp(now)} INFO    request method={method} route={route} "
                 f"path={path} status={status} duration_ms={duration_ms}{user} "
-                f"request_id={info.request_id}"
+                f"request_id={info.request_id}{trace}"
             ).encode()
         self._lines.append(line + b"\n")
         if len(self._lines) >= BATCH:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -105,7 +105,9 @@ class _RuntimeCollector(Collector):
 class Metrics:
     """The registry of one app, and the instruments the middleware feeds."""
 
-    def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
+    def __init__(
+        self, runtime: Callable[[], Runtime | None], collectors: Sequence[Collector] = ()
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "apictl_http_requests",
@@ -120,8 +122,10 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.live = _RuntimeCollector(runtime)
-        self.registry.register(self.live)
+        # read at scrape time: the runtime's gauges, and those of the tracing (if on)
+        self.live = [_RuntimeCollector(runtime), *collectors]
+        for collector in self.live:
+            self.registry.register(collector)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -143,7 +147,8 @@ class Metrics:
             return generate_latest(self.registry)
         registry = CollectorRegistry()  # every worker's files, and this worker's live gauges
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        registry.register(self.live)
+        for collector in self.live:
+            registry.register(collector)
         return generate_latest(registry)
 
 

@@ -10,6 +10,7 @@ exception.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -21,6 +22,7 @@ import redis
 from service.config import DIRECT_URL_HINT, NO_DIRECT_URL, Settings, env_name, mask_url
 from service.errors import MigrationError
 from service.ops.migrations import Migrator
+from service.tracing.environment import configured
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")  # worst first
@@ -55,6 +57,7 @@ def deploy_findings(settings: Settings, workers: int) -> list[Finding]:
         *_docs(settings),
         *_api_limit(settings),
         *_passwords(settings),
+        *_tracing(settings),
     ]
     if settings.database_url is not None:
         findings += _database(settings, settings.database_url, workers)
@@ -134,6 +137,18 @@ def _api_limit(settings: Settings) -> Iterator[Finding]:
             "warning",
             "APICTL_API_RATE_LIMIT=off in production: one caller may use up the service",
             "set a limit per caller, e.g. APICTL_API_RATE_LIMIT=1200/minute (the default)",
+        )
+
+
+def _tracing(settings: Settings) -> Iterator[Finding]:
+    if settings.is_production and not configured(os.environ):
+        yield Finding(
+            "tracing-off",
+            "info",
+            "no OTEL_EXPORTER_OTLP_ENDPOINT in production: requests are not traced, a slow one"
+            " cannot be followed through its SQL and Redis calls",
+            "set OTEL_EXPORTER_OTLP_ENDPOINT to your OpenTelemetry collector (OTLP/HTTP, e.g."
+            " http://otel-collector:4318) and OTEL_TRACES_SAMPLER_ARG; see the README's Tracing",
         )
 
 

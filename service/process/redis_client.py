@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -12,7 +14,7 @@ SOCKET_TIMEOUT = 2.0
 POOL_SIZE = 50
 
 
-def create_redis(settings: Settings) -> Redis:
+def create_redis(settings: Settings, client_class: type[Redis] = Redis) -> Redis:
     """A client that connects lazily: a Redis outage degrades features, it never blocks start-up."""
     assert settings.redis_url is not None, "resolve embedded servers first"
     pool = BlockingConnectionPool.from_url(
@@ -24,4 +26,13 @@ def create_redis(settings: Settings) -> Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         health_check_interval=30,
     )
-    return Redis(connection_pool=pool)
+    return client_class(connection_pool=pool)
+
+
+def stop_if_cancelled(error: BaseException) -> None:
+    """Re-raise a cancellation that redis-py turned into an error of its own (it disconnects on
+    any exception and may raise ConnectionError/TimeoutError instead): a loop that retries on
+    Redis errors must still stop when its task is cancelled, or shutdown waits for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from error

@@ -280,3 +280,14 @@ def test_pooler_without_a_direct_url_is_an_error(
     direct = only(findings, "database-direct-url")
     assert direct["severity"] == "error"
     assert "APICTL_DB_DIRECT_URL is unset" in direct["message"]
+
+
+def test_production_without_tracing_is_noted(check: Check, production: dict[str, str]) -> None:
+    code, findings = check(production)
+    assert code == 0
+    assert only(findings, "tracing-off")["severity"] == "info"
+    traced = {**production, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    _, findings = check(traced)
+    assert "tracing-off" not in findings
+    _, findings = check({**traced, "OTEL_SDK_DISABLED": "true"})
+    assert "tracing-off" in findings

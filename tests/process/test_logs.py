@@ -10,22 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
 from fixtures.accounts import Account
-from fixtures.servers import RunningServer
+from fixtures.servers import DB_PASSWORD, RunningServer, with_password
 
-DB_PASSWORD = "db-pw-Zq8xR2"  # trust auth accepts any password: it only has to be in the URL
 ACCESS_FIELDS = {"ts", "level", "msg", "request_id", "method", "route", "status", "duration_ms"}
-
-
-def _with_password(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    user = (parts.username or "postgres").partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{DB_PASSWORD}@{host}"))
 
 
 def test_secrets_never_reach_the_log(
@@ -38,7 +29,7 @@ def test_secrets_never_reach_the_log(
 ) -> None:
     env = {
         **server_env,
-        "DATABASE_URL": _with_password(server_env["DATABASE_URL"]),
+        "DATABASE_URL": with_password(server_env["DATABASE_URL"]),
         "APICTL_LOG_FORMAT": "json",
         "APICTL_LOG_LEVEL": "DEBUG",
     }

@@ -1,0 +1,164 @@
+"""CLIENT spans for each SQL statement and Redis command, INTERNAL spans for the domain's own.
+
+Written here rather than taken from opentelemetry-instrumentation-asyncpg / -redis: those patch
+the libraries process-wide and open a span for every call, so the relay's and the rate limit's
+background polls would each start a trace of their own every second, and an unsampled request
+would still pay for a span per statement. Here a statement or command gets a span only inside
+a recorded span, with the stable semantic conventions (`db.system.name`), the statement's text
+and never its parameters; an error is named by its type only (a message can quote a value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, ClassVar
+
+import asyncpg
+from opentelemetry import context, trace
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+from opentelemetry.util.types import Attributes
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from service.tracing.instruments import Instruments
+
+
+@contextmanager
+def current(span: Span) -> Iterator[Span]:
+    """`span` is current for the block and ends with it; an error marks it by type only."""
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    except Exception as exc:
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.set_status(StatusCode.ERROR)
+        raise
+    finally:
+        span.end()
+        context.detach(token)
+
+
+class TracerSpans:
+    """The Spans of service.tracing, from one tracer."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
+    @contextmanager
+    def child(self, name: str) -> Iterator[object]:
+        if not trace.get_current_span().is_recording():
+            yield None
+            return
+        with current(self.tracer.start_span(name)) as span:
+            yield span
+
+    @contextmanager
+    def root(self, name: str) -> Iterator[object]:
+        with current(self.tracer.start_span(name, context=context.Context())) as span:
+            yield span
+
+    def client(self, name: str, attributes: Attributes) -> AbstractContextManager[Span]:
+        return current(self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes))
+
+
+Method = Callable[..., Coroutine[Any, Any, Any]]  # asyncpg's, overloads and all
+
+
+def _statement(method: Method) -> Method:
+    """`method` of asyncpg's Connection, with a span when a recorded span is current."""
+
+    async def traced(self: TracedConnection, query: str, /, *args: Any, **kwargs: Any) -> Any:
+        if not trace.get_current_span().is_recording():
+            return await method(self, query, *args, **kwargs)
+        name = operation(query)
+        attributes = {
+            "db.system.name": "postgresql",
+            "db.query.text": query,
+            "db.operation.name": name,
+        }
+        with self.spans.client(name or "postgresql", attributes):
+            return await method(self, query, *args, **kwargs)
+
+    return traced
+
+
+def operation(query: str) -> str:
+    """The statement's first keyword, upper-case (`SELECT`, `INSERT`, `BEGIN`)."""
+    words = query.split(None, 1)
+    return words[0].upper() if words else ""
+
+
+class TracedConnection(asyncpg.Connection):
+    """asyncpg's connection; bound to a tracer by `instruments`."""
+
+    spans: ClassVar[TracerSpans]
+
+    execute = _statement(asyncpg.Connection.execute)
+    executemany = _statement(asyncpg.Connection.executemany)
+    fetch = _statement(asyncpg.Connection.fetch)
+    fetchrow = _statement(asyncpg.Connection.fetchrow)
+    fetchval = _statement(asyncpg.Connection.fetchval)
+    fetchmany = _statement(asyncpg.Connection.fetchmany)
+
+
+def _redis_attributes(client: Redis, operation: str) -> dict[str, Any]:
+    kwargs = client.connection_pool.connection_kwargs
+    return {
+        "db.system.name": "redis",
+        "db.operation.name": operation,
+        "db.namespace": str(kwargs.get("db", 0)),
+    }
+
+
+class TracedRedis(Redis):
+    """redis-py's asyncio client: a span per command (its name, never its arguments)."""
+
+    spans: ClassVar[TracerSpans]
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        command = super().execute_command
+        if not trace.get_current_span().is_recording():
+            return await command(*args, **options)  # type: ignore[no-untyped-call]
+        name = str(args[0]).upper()
+        with self.spans.client(name, _redis_attributes(self, name)):
+            return await command(*args, **options)  # type: ignore[no-untyped-call]
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        pipe = TracedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+        pipe.spans = self.spans
+        return pipe
+
+
+class TracedPipeline(Pipeline):
+    """A pipeline is one span: MULTI or PIPELINE, with its commands' names."""
+
+    spans: TracerSpans
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if not trace.get_current_span().is_recording():
+            return await super().execute(raise_on_error)
+        name = "MULTI" if self.is_transaction else "PIPELINE"
+        attributes = _redis_attributes(self, name)
+        attributes["db.operation.batch.size"] = len(self.command_stack)
+        attributes["apictl.redis.commands"] = " ".join(
+            str(args[0]).upper() for args, _ in self.command_stack
+        )
+        with self.spans.client(name, attributes):
+            return await super().execute(raise_on_error)
+
+
+def instruments(tracer: Tracer) -> Instruments:
+    """Connection and client classes whose spans come from `tracer`, and the domain's Spans."""
+    spans = TracerSpans(tracer)
+
+    class Connection(TracedConnection):
+        pass
+
+    class Client(TracedRedis):
+        pass
+
+    Connection.spans = Client.spans = spans
+    return Instruments(connection_class=Connection, redis_class=Client, spans=spans)

@@ -1,0 +1,58 @@
+"""Log lines written inside a span carry its trace and span ids, in both formats; others none."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from service.http.access_log import AccessLog
+from service.http.context import RequestInfo
+from service.process.logs import ConsoleFormatter, JsonFormatter
+from service.tracing.sdk import TraceIds, trace_ids
+
+tracer = TracerProvider().get_tracer("test")  # never the global provider: no export
+
+
+def record(message: str) -> logging.LogRecord:
+    entry = logging.makeLogRecord({"name": "apictl.test", "levelname": "INFO", "msg": message})
+    TraceIds().filter(entry)
+    return entry
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), ConsoleFormatter(colour=False)])
+def test_a_line_logged_inside_a_span_names_it(formatter: logging.Formatter) -> None:
+    with tracer.start_as_current_span("request") as span:
+        inside = formatter.format(record("inside"))
+    outside = formatter.format(record("outside"))
+    ids = span.get_span_context()
+    trace_id, span_id = f"{ids.trace_id:032x}", f"{ids.span_id:016x}"
+    if isinstance(formatter, JsonFormatter):
+        assert json.loads(inside)["trace_id"] == trace_id
+        assert json.loads(inside)["span_id"] == span_id
+        assert "trace_id" not in json.loads(outside)
+    else:
+        assert f"trace_id={trace_id}" in inside
+        assert f"span_id={span_id}" in inside
+        assert "trace_id" not in outside
+
+
+@pytest.mark.parametrize("json_lines", [True, False], ids=["json", "console"])
+def test_the_access_log_line_of_a_traced_request_names_its_span(json_lines: bool) -> None:
+    stream = io.BytesIO()
+    log = AccessLog(json=json_lines, stream=stream, trace_ids=trace_ids)
+    with tracer.start_as_current_span("GET /health"):
+        expected = trace_ids()
+        log.record(RequestInfo("r-1"), "GET", "/health", "/health", 200, 0.001)
+    log.record(RequestInfo("r-2"), "GET", "/health", "/health", 200, 0.001)
+    log.flush()
+    traced, untraced = stream.getvalue().decode().splitlines()
+    assert expected is not None
+    if json_lines:
+        assert (json.loads(traced)["trace_id"], json.loads(traced)["span_id"]) == expected
+    else:
+        assert f"trace_id={expected[0]} span_id={expected[1]}" in traced
+    assert "trace_id" not in untraced
