@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.config import RateLimit
-from service.process.redis_client import stop_if_cancelled
+from service.process.cancellation import stop_if_cancelled
 
 KEY_PREFIX = "apictl:login:"
 LOCAL_MAX_KEYS = 100_000

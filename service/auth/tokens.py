@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from service.auth import queries
 from service.db import Connection, Database
 from service.errors import Unauthorized
-from service.process.redis_client import stop_if_cancelled
+from service.process.cancellation import stop_if_cancelled
 
 PREFIX = "apx_"
 TOKEN_LENGTH = len(PREFIX) + 43  # 32 random bytes in unpadded base64url

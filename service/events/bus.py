@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.errors import ServiceUnavailable, ValidationFailed
-from service.process.redis_client import stop_if_cancelled
+from service.process.cancellation import stop_if_cancelled
 
 STREAM = "apictl:events"
 STREAM_MAXLEN = 10_000

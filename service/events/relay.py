@@ -36,7 +36,7 @@ from service.db import CONNECT_FAULTS, Database
 from service.errors import ServiceUnavailable
 from service.events import outbox
 from service.events.bus import STREAM, STREAM_MAXLEN
-from service.process.redis_client import stop_if_cancelled
+from service.process.cancellation import stop_if_cancelled
 from service.tracing.instruments import UNTRACED, Instruments
 
 LOCK_KEY = 0x6170_6963_746C_0001  # "apictl" + 1: the relay's advisory lock, per database
@@ -208,8 +208,10 @@ class Relay:
     async def _measure_forever(self) -> None:
         over = False
         while True:
-            with contextlib.suppress(ServiceUnavailable):
+            try:
                 self.backlog = await self.measure()
+            except ServiceUnavailable as exc:
+                stop_if_cancelled(exc)
             if self.limit and (self.backlog.waiting > self.limit) != over:
                 over = not over
                 if over:
@@ -235,7 +237,8 @@ class Relay:
             while True:
                 try:
                     await self._hold_and_relay(url)
-                except Exception:  # a bug must cost a pause, never the relay
+                except Exception as exc:  # a bug must cost a pause, never the relay
+                    stop_if_cancelled(exc)
                     log.exception("event relay failed; restarting it")
                 await asyncio.sleep(STANDBY_SECONDS)
         finally:
@@ -252,6 +255,7 @@ class Relay:
                 connection_class=self.instruments.connection_class,
             )
         except CONNECT_FAULTS as exc:
+            stop_if_cancelled(exc)
             log.debug("event relay cannot connect: %s", exc)
             return
         try:
@@ -262,6 +266,7 @@ class Relay:
             log.info("event relay active in this process")
             await self._relay(conn, cluster)
         except CONNECT_FAULTS as exc:  # the database's faults, and any error of its own
+            stop_if_cancelled(exc)
             failure = f"{type(exc).__name__}: {exc}"
             if failure != self._failure:  # once per kind of failure, not every second
                 log.warning("event relay stopped (%s); standing by", failure)

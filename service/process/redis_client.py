@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -27,12 +25,3 @@ def create_redis(settings: Settings, client_class: type[Redis] = Redis) -> Redis
         health_check_interval=30,
     )
     return client_class(connection_pool=pool)
-
-
-def stop_if_cancelled(error: BaseException) -> None:
-    """Re-raise a cancellation that redis-py turned into an error of its own (it disconnects on
-    any exception and may raise ConnectionError/TimeoutError instead): a loop that retries on
-    Redis errors must still stop when its task is cancelled, or shutdown waits for it forever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError from error
