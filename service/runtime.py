@@ -78,10 +78,15 @@ class Runtime:
         return runtime
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:  # bounded: a stuck background task must not hold shutdown hostage
-            await asyncio.wait(self._tasks, timeout=TASK_STOP_SECONDS)
+        # Bounded: a stuck background task must not hold shutdown hostage. Cancelled again
+        # while it lingers: redis-py, cancelled inside its connection clean-up, can wait there
+        # until a second cancellation (seen: the token listener and the Stream reader).
+        pending = set(self._tasks)
+        deadline = asyncio.get_running_loop().time() + TASK_STOP_SECONDS
+        while pending and asyncio.get_running_loop().time() < deadline:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         await self.relay.close()
         self.passwords.close()
         await self.redis.aclose(close_connection_pool=True)
