@@ -128,8 +128,9 @@ async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            size = int(os.environ.get("REFERENCE_POOL_MAX", "20"))  # bench.run's budget
             state["pool"] = await asyncpg.create_pool(
-                os.environ["DATABASE_URL"], min_size=5, max_size=20
+                os.environ["DATABASE_URL"], min_size=min(5, size), max_size=size
             )
             state["redis"] = Redis.from_url(os.environ["REDIS_URL"])
             await send({"type": "lifespan.startup.complete"})

@@ -169,6 +169,17 @@ def prepare_servers(args: argparse.Namespace, work: Path) -> tuple[str, str]:
     return database_url, redis_url
 
 
+def pool_budget(database_url: str, servers: int) -> int:
+    """Pool size for every target, so that all of them at full pools fit PostgreSQL's
+    max_connections (an idle target keeps its connections): apictl's default 20 unless more
+    targets run than that allows. Each apictl process holds two direct connections beside its
+    pool (the relay's lock and LISTEN), and a few are kept for seeding and superusers."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT current_setting('max_connections')::int").fetchone()
+    available = (row[0] if row else 100) - 10
+    return max(2, min(20, available // servers - 2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -247,6 +258,14 @@ def main() -> None:
         "warning",
     ]
     apictl_cmd = [str(Path(sys.executable).parent / "apictl"), "serve"]
+    if args.tracing:
+        endpoint = f"OTEL_EXPORTER_OTLP_ENDPOINT={start_sink()}"
+        ratio = "OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.01"
+        args.variant += [f"traced-0.01:{endpoint},{ratio}", f"traced-1.0:{endpoint}"]
+    pool = pool_budget(database_url, 3 + len(args.variant) + len(args.baseline))
+    print(f"every target's database pool: {pool} connections", flush=True)
+    base_env |= {"REFERENCE_POOL_MAX": str(pool)}
+    apictl_env |= {"APICTL_DB_POOL_MAX": str(pool), "APICTL_DB_POOL_MIN": str(min(5, pool))}
     servers = {
         "reference-cached": Server(
             "reference-cached",
@@ -266,10 +285,6 @@ def main() -> None:
             "apictl", [*apictl_cmd, "--port", "18002"], apictl_env, 18002, work / "apictl.log"
         ),
     }
-    if args.tracing:
-        endpoint = f"OTEL_EXPORTER_OTLP_ENDPOINT={start_sink()}"
-        ratio = "OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.01"
-        args.variant += [f"traced-0.01:{endpoint},{ratio}", f"traced-1.0:{endpoint}"]
     for port, variant in enumerate(args.variant, start=18010):
         name, _, assignments = variant.partition(":")
         extra = dict(item.split("=", 1) for item in assignments.split(",") if item)
