@@ -58,6 +58,11 @@ class Database:
         self.settings = settings
         self.connection_class = connection_class  # a traced one when tracing is on
         self.pool: asyncpg.Pool | None = None
+        # One place per pool connection, handed out first come, first served. asyncpg's own
+        # queue lets a newcomer take a connection released for a waiter, and the waiter
+        # queues again at the back: under load a few requests waited many times longer than
+        # the rest (read p99 4x the reference's, nearly all of it waiting for a connection).
+        self.places = asyncio.Semaphore(settings.db_pool_max)
         self._recycler: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -117,6 +122,7 @@ class Database:
             raise ServiceUnavailable("database unavailable")
         return _PooledConnection(
             self.pool,
+            self.places,
             self.settings.db_acquire_timeout,
             in_transaction=self.settings.db_pooler == "transaction",
         )
@@ -130,23 +136,37 @@ class Database:
 class _PooledConnection:
     """The context manager behind Database.connection (a class: it is on every request)."""
 
-    __slots__ = ("conn", "in_transaction", "pool", "timeout", "xact")
+    __slots__ = ("conn", "in_transaction", "places", "pool", "timeout", "xact")
 
-    def __init__(self, pool: asyncpg.Pool, timeout: float, *, in_transaction: bool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, places: asyncio.Semaphore, timeout: float, *, in_transaction: bool
+    ) -> None:
         self.pool = pool
+        self.places = places
         self.timeout = timeout
         self.in_transaction = in_transaction  # the block is one transaction (a pooler's need)
         self.conn: Connection | None = None
         self.xact: Transaction | None = None
 
     async def __aenter__(self) -> Connection:
-        # With an idle connection at hand acquire() cannot wait, so skip the timeout wrapper
-        # (a task per call in asyncpg); otherwise wait at most APICTL_DB_ACQUIRE_TIMEOUT.
-        timeout = None if self.pool.get_idle_size() else self.timeout
+        # A place in line first, waiting at most APICTL_DB_ACQUIRE_TIMEOUT; with one, a pool
+        # connection is free, so the pool's acquire waits at most for a connect (whose timeout
+        # is the same setting) and needs no timeout wrapper of its own (a task per call).
         try:
-            self.conn = await self.pool.acquire(timeout=timeout)
-        except CONNECT_FAULTS as exc:
+            if self.places.locked():
+                async with asyncio.timeout(self.timeout):
+                    await self.places.acquire()
+            else:
+                await self.places.acquire()  # returns at once
+        except TimeoutError as exc:
             raise ServiceUnavailable("database unavailable") from exc
+        try:
+            self.conn = await self.pool.acquire()
+        except BaseException as exc:
+            self.places.release()
+            if isinstance(exc, CONNECT_FAULTS):
+                raise ServiceUnavailable("database unavailable") from exc
+            raise
         if self.in_transaction:
             xact = self.conn.transaction()
             try:
@@ -160,6 +180,12 @@ class _PooledConnection:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, _: object
     ) -> None:
+        try:
+            await self._release(error)
+        finally:
+            self.places.release()
+
+    async def _release(self, error: BaseException | None) -> None:
         assert self.conn is not None
         xact, self.xact = self.xact, None
         if xact is not None and not isinstance(error, DATABASE_FAULTS):
