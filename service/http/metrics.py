@@ -40,7 +40,8 @@ class _RuntimeCollector(Collector):
             return
         pool = runtime.db.pool
         size = pool.get_size() if pool is not None else 0
-        idle = pool.get_idle_size() if pool is not None else 0
+        # idle: in asyncpg's pool, or kept by apictl for the next request (Database.idle)
+        idle = pool.get_idle_size() + len(runtime.db.idle) if pool is not None else 0
         yield GaugeMetricFamily("apictl_db_pool_size", "Open database connections", value=size)
         yield GaugeMetricFamily("apictl_db_pool_idle", "Idle database connections", value=idle)
         yield GaugeMetricFamily(
