@@ -4,6 +4,8 @@ the CLI, and what only the CLI runs stays out of the request path."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,22 @@ def test_the_request_path_never_imports_what_only_the_cli_runs() -> None:
     request_path = [*(SERVICE / "http").rglob("*.py"), SERVICE / "app.py", SERVICE / "deps.py"]
     for path in request_path:
         assert not {m for m in imported(path) if _within(m, ("service.ops", "yoyo", "psycopg"))}
+
+
+def test_a_worker_leaves_out_what_it_would_load_only_to_leave_unused(
+    server_env: dict[str, str],
+) -> None:
+    """pydantic.v1 (FastAPI imports it to refuse v1 models; 3.5 MB) and the OpenTelemetry
+    metrics SDK (redis-py imports it for metrics apictl never turns on) stay out of a worker
+    that has built its app, and so do the CLI's typer and rich."""
+    probe = (
+        "import sys; from service.app import app_from_env; app_from_env().openapi();"
+        "print(' '.join(sorted(m for m, module in sys.modules.items() if module)))"
+    )
+    env = {k: v for k, v in server_env.items() if not k.startswith("OTEL_")}
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "fastapi" in loaded
+    unused = ("pydantic.v1", "opentelemetry.sdk", "typer", "rich")
+    assert [m for m in loaded if _within(m, unused)] == []
