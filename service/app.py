@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from service.tracing.sdk import Tracing
 
 GZIP_MIN_BYTES = 1024
+GC_YOUNG_THRESHOLD = 10_000  # read +4 % RPS over Python's 700 (the commit that set it)
 GZIP_LEVEL = 5  # Starlette's default of 9 costs CPU for a few percent of size
 # Routes are matched in router order: the busiest built-in ones first (no two routers share a
 # path), then every other package's, by name.
@@ -101,9 +102,13 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
         )
         on_termination(runtime.events.close)
         # Everything alive now lives as long as the process: keep it out of the collector's
-        # generations, so collections walk only per-request garbage (shorter pauses).
+        # generations, so collections walk only per-request garbage (shorter pauses). And
+        # collect the young generation every GC_YOUNG_THRESHOLD allocations, not Python's 700:
+        # a request's objects die by reference count, so each young collection mostly walks
+        # the objects of requests still in flight; fewer collections, less walking.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         try:
             yield
         finally:
