@@ -122,7 +122,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
         collectors=[tracing.collector()] if tracing else [],
     )
     access_log = AccessLog(
-        json=settings.json_logs, trace_ids=tracing.current_ids if tracing else None
+        json=settings.json_logs, trace_ids=tracing.request_ids if tracing else None
     )
     app = ServiceApp(
         title="apictl service",

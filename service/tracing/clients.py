@@ -4,14 +4,16 @@ Written here rather than taken from opentelemetry-instrumentation-asyncpg / -red
 the libraries process-wide and open a span for every call, so the relay's and the rate limit's
 background polls would each start a trace of their own every second, and an unsampled request
 would still pay for a span per statement. Here a statement or command gets a span only inside
-a recorded span, with the stable semantic conventions (`db.system.name`), the statement's text
-and never its parameters; an error is named by its type only (a message can quote a value).
+a span apictl records (`RECORDING`: a sampled request's, the relay's, their children), with
+the stable semantic conventions (`db.system.name`), the statement's text and never its
+parameters; an error is named by its type only (a message can quote a value).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import asyncpg
@@ -23,11 +25,17 @@ from redis.asyncio.client import Pipeline
 
 from service.tracing.instruments import Instruments
 
+# Whether a span apictl records is current (a sampled request's, the relay's, a child of
+# them): set with each such span, read before every statement and command. One ContextVar
+# read, where OpenTelemetry's get_current_span().is_recording() is five calls deep.
+RECORDING: ContextVar[bool] = ContextVar("apictl_tracing_recording", default=False)
+
 
 @contextmanager
 def current(span: Span) -> Iterator[Span]:
     """`span` is current for the block and ends with it; an error marks it by type only."""
     token = context.attach(trace.set_span_in_context(span))
+    recording = RECORDING.set(span.is_recording())
     try:
         yield span
     except Exception as exc:
@@ -36,6 +44,7 @@ def current(span: Span) -> Iterator[Span]:
         raise
     finally:
         span.end()
+        RECORDING.reset(recording)
         context.detach(token)
 
 
@@ -47,7 +56,7 @@ class TracerSpans:
 
     @contextmanager
     def child(self, name: str) -> Iterator[object]:
-        if not trace.get_current_span().is_recording():
+        if not RECORDING.get():
             yield None
             return
         with current(self.tracer.start_span(name)) as span:
@@ -66,11 +75,18 @@ Method = Callable[..., Coroutine[Any, Any, Any]]  # asyncpg's, overloads and all
 
 
 def _statement(method: Method) -> Method:
-    """`method` of asyncpg's Connection, with a span when a recorded span is current."""
+    """`method` of asyncpg's Connection, with a span when a recorded span is current.
+
+    Not a coroutine function itself: outside a recorded span it hands back asyncpg's own
+    coroutine, so an untraced statement costs no frame of ours (99 in 100 at ratio 0.01).
+    """
+
+    def statement(self: TracedConnection, query: str, /, *args: Any, **kwargs: Any) -> Any:
+        if RECORDING.get():
+            return traced(self, query, *args, **kwargs)
+        return method(self, query, *args, **kwargs)
 
     async def traced(self: TracedConnection, query: str, /, *args: Any, **kwargs: Any) -> Any:
-        if not trace.get_current_span().is_recording():
-            return await method(self, query, *args, **kwargs)
         name = operation(query)
         attributes = {
             "db.system.name": "postgresql",
@@ -80,7 +96,7 @@ def _statement(method: Method) -> Method:
         with self.spans.client(name or "postgresql", attributes):
             return await method(self, query, *args, **kwargs)
 
-    return traced
+    return statement
 
 
 def operation(query: str) -> str:
@@ -118,7 +134,7 @@ class TracedRedis(Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         command = super().execute_command
-        if not trace.get_current_span().is_recording():
+        if not RECORDING.get():
             return await command(*args, **options)  # type: ignore[no-untyped-call]
         name = str(args[0]).upper()
         with self.spans.client(name, _redis_attributes(self, name)):
@@ -138,7 +154,7 @@ class TracedPipeline(Pipeline):
     spans: TracerSpans
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        if not trace.get_current_span().is_recording():
+        if not RECORDING.get():
             return await super().execute(raise_on_error)
         name = "MULTI" if self.is_transaction else "PIPELINE"
         attributes = _redis_attributes(self, name)

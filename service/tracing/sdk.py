@@ -30,7 +30,7 @@ from service.config import mask_url
 from service.tracing.clients import instruments
 from service.tracing.environment import endpoint
 from service.tracing.instruments import Instruments
-from service.tracing.server import HandedIds, ServerSpans
+from service.tracing.server import REQUEST_IDS, HandedIds, ServerSpans, hex_ids
 
 DEFAULT_QUEUE = 2048  # the SDK's default OTEL_BSP_MAX_QUEUE_SIZE
 CLOSE_SECONDS = 2.0  # what shutting down waits for the last spans to leave
@@ -103,10 +103,7 @@ class _Counted(SpanExporter):
 
 def trace_ids() -> tuple[str, str] | None:
     """(trace id, span id) of the current span, as hex, or None outside any span."""
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    return hex_ids(trace.get_current_span())
 
 
 class TraceIds(logging.Filter):
@@ -153,8 +150,9 @@ class Tracing:
         )
 
     @staticmethod
-    def current_ids() -> tuple[str, str] | None:
-        return trace_ids()
+    def request_ids() -> tuple[str, str] | None:
+        """(trace id, span id) of the current request's SERVER span, for its access-log line."""
+        return REQUEST_IDS.get()
 
     def collector(self) -> Collector:
         return _DroppedSpans(self.processor)

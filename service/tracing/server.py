@@ -11,6 +11,7 @@ the request are written while its span is current.
 from __future__ import annotations
 
 import random
+from contextvars import ContextVar
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
@@ -24,6 +25,8 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.tracing.clients import RECORDING
 
 Headers = list[tuple[bytes, bytes]]
 # HTTP semantic conventions: any other method is `_OTHER`, and spans it names are `HTTP`
@@ -45,6 +48,10 @@ class _ScopeHeaders(Getter[Headers]):
 
 
 HEADERS = _ScopeHeaders()
+# (trace id, span id) of the request's SERVER span as hex, for its access-log line: set while
+# a span is current for the request (a caller's unsampled trace too), so that the log reads
+# one ContextVar per request instead of asking OpenTelemetry's context.
+REQUEST_IDS: ContextVar[tuple[str, str] | None] = ContextVar("apictl_request_ids", default=None)
 LOW_BITS = TraceIdRatioBased.TRACE_ID_LIMIT + 1  # the ratio samplers decide on these 64 bits
 
 
@@ -108,20 +115,27 @@ class ServerSpans:
             return
         method = scope["method"] if scope["method"] in KNOWN_METHODS else "_OTHER"
         headers = scope["headers"]
-        parent = None
-        if any(name in self.fields for name, _ in headers):
-            parent = propagate.extract(headers, getter=HEADERS)
-        elif not self._sampled(method):
-            await self.app(scope, receive, send)  # not traced
-            return
+        for name, _ in headers:  # a loop, not any(): no generator frame per request
+            if name in self.fields:
+                parent = propagate.extract(headers, getter=HEADERS)
+                break
+        else:
+            if not self._sampled(method):
+                await self.app(scope, receive, send)  # not traced
+                return
+            parent = None
         span = self.tracer.start_span(method, parent, kind=SpanKind.SERVER)
         token = context.attach(trace.set_span_in_context(span, parent))
+        noted = REQUEST_IDS.set(hex_ids(span))
+        recording = RECORDING.set(span.is_recording())
         try:
             if span.is_recording():
                 await self._traced(span, method, scope, receive, send)
             else:  # the caller's trace, not sampled: its ids are current, nothing is noted
                 await self.app(scope, receive, send)
         finally:
+            RECORDING.reset(recording)
+            REQUEST_IDS.reset(noted)
             context.detach(token)
 
     def _sampled(self, method: str) -> bool:
@@ -160,6 +174,14 @@ class ServerSpans:
                 span.set_attribute("error.type", str(status))
                 span.set_status(StatusCode.ERROR)
             span.end()
+
+
+def hex_ids(span: Span) -> tuple[str, str] | None:
+    """(trace id, span id) of `span` as hex, as log lines carry them; None if it has none."""
+    ids = span.get_span_context()
+    if not ids.is_valid:
+        return None
+    return format(ids.trace_id, "032x"), format(ids.span_id, "016x")
 
 
 def _name(method: str, route: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -12,7 +13,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from service.http.access_log import AccessLog
 from service.http.context import RequestInfo
 from service.process.logs import ConsoleFormatter, JsonFormatter
-from service.tracing.sdk import TraceIds, trace_ids
+from service.tracing.sdk import TraceIds, Tracing, trace_ids
+from service.tracing.server import HandedIds, ServerSpans
 
 tracer = TracerProvider().get_tracer("test")  # never the global provider: no export
 
@@ -43,13 +45,22 @@ def test_a_line_logged_inside_a_span_names_it(formatter: logging.Formatter) -> N
 @pytest.mark.parametrize("json_lines", [True, False], ids=["json", "console"])
 def test_the_access_log_line_of_a_traced_request_names_its_span(json_lines: bool) -> None:
     stream = io.BytesIO()
-    log = AccessLog(json=json_lines, stream=stream, trace_ids=trace_ids)
-    with tracer.start_as_current_span("GET /health"):
-        expected = trace_ids()
+    log = AccessLog(json=json_lines, stream=stream, trace_ids=Tracing.request_ids)
+    current: list[tuple[str, str] | None] = []
+
+    async def answer(scope: object, receive: object, send: object) -> None:
+        current.append(trace_ids())  # the request's SERVER span, as any log line sees it
         log.record(RequestInfo("r-1"), "GET", "/health", "/health", 200, 0.001)
+
+    ids = HandedIds()
+    provider = TracerProvider(id_generator=ids)  # always_on, never the global one: no export
+    served = ServerSpans(answer, provider.get_tracer("test"), provider.sampler, ids)
+    scope = {"type": "http", "method": "GET", "path": "/health", "headers": []}
+    asyncio.run(served(scope, None, None))  # type: ignore[arg-type]
     log.record(RequestInfo("r-2"), "GET", "/health", "/health", 200, 0.001)
     log.flush()
     traced, untraced = stream.getvalue().decode().splitlines()
+    (expected,) = current
     assert expected is not None
     if json_lines:
         assert (json.loads(traced)["trace_id"], json.loads(traced)["span_id"]) == expected
