@@ -7,13 +7,18 @@ With several worker processes (`apictl serve --workers N` sets PROMETHEUS_MULTIP
 request counts and latencies are kept in prometheus-client's per-process files and every
 scrape adds up all the workers; the pool, subscriber and task gauges are those of the worker
 that answers the scrape.
+
+A request's count and latency are tallied in plain lists and folded into the instruments once
+per turn of the event loop, for all the requests answered in it (`Metrics.observe`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -26,6 +31,8 @@ if TYPE_CHECKING:  # read at scrape time only: the request path does not load th
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TALLY = len(LATENCY_BUCKETS) + 2  # a count per bucket, +Inf's, then the sum of the seconds
+Key = tuple[str, str, int]  # method, route template, status
 
 
 class _RuntimeCollector(Collector):
@@ -127,12 +134,46 @@ class Metrics:
         self.live = [_RuntimeCollector(runtime), *collectors]
         for collector in self.live:
             self.registry.register(collector)
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[Key, tuple[Any, Any]] = {}
+        self._pending: dict[Key, list[float]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request, and its latency.
+
+        Tallied here and folded into the instruments at the end of the event loop's turn
+        (`fold`), once for all the requests answered in it: two instrument updates cost
+        about 1.3 us a request (a lock and two checks each, and a Python loop over the
+        buckets), the tally a fifth of that. Folded before the turn ends, the counts are in
+        prometheus-client's files by the time another worker answers a scrape.
+        """
         key = (method, route, status)
+        tally = self._pending.get(key)
+        if tally is None:
+            if not self._pending:  # the first of this turn (outside a loop, render folds)
+                with suppress(RuntimeError):
+                    asyncio.get_running_loop().call_soon(self.fold)
+            tally = self._pending[key] = [0.0] * TALLY
+        tally[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket it is <= of
+        tally[-1] += seconds
+
+    def fold(self) -> None:
+        """Add what `observe` tallied to the instruments."""
+        pending, self._pending = self._pending, {}
+        for key, tally in pending.items():
+            requests, latency = self._instruments(key)
+            *buckets, seconds = tally
+            requests.inc(sum(buckets))
+            # what Histogram.observe updates, once per tally: it has no public way to take
+            # many observations at once (tests/http/test_metrics.py compares the two)
+            latency._sum.inc(seconds)
+            for value, count in zip(latency._buckets, buckets, strict=True):
+                if count:
+                    value.inc(count)
+
+    def _instruments(self, key: Key) -> tuple[Any, Any]:
         children = self._children.get(key)
         if children is None:  # labels() takes a lock and builds a tuple: once per label set
+            method, route, status = key
             label = method if method in METHODS else "OTHER"  # clients invent methods
             children = (
                 self.requests.labels(label, route, str(status)),
@@ -140,10 +181,10 @@ class Metrics:
             )
             if method in METHODS:
                 self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        return children
 
     def render(self) -> bytes:
+        self.fold()
         if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             return generate_latest(self.registry)
         registry = CollectorRegistry()  # every worker's files, and this worker's live gauges
