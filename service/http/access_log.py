@@ -41,21 +41,32 @@ class AccessLog:
         self._flush_scheduled = False
         self._second = -1
         self._stamp = ""
+        self._millisecond = -1
+        self._ts = ""
 
     def _timestamp(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:  # format the date once a second, not once a request
+        """The line's time: to the millisecond in UTC (JSON), to the second in local time.
+
+        Formatted once a millisecond, the date once a second: at thousands of requests a
+        second most lines reuse the one before's (formatting it anew cost about 0.9 us)."""
+        millisecond = int(now * 1000)
+        if millisecond == self._millisecond:
+            return self._ts
+        second = millisecond // 1000
+        if second != self._second:
             self._second = second
             pattern = "%Y-%m-%dT%H:%M:%S" if self.json else "%H:%M:%S"
-            moment = time.gmtime(now) if self.json else time.localtime(now)
+            moment = time.gmtime(second) if self.json else time.localtime(second)
             self._stamp = time.strftime(pattern, moment)
-        return self._stamp if not self.json else f"{self._stamp}.{int(now % 1 * 1000):03d}Z"
+        self._millisecond = millisecond
+        self._ts = f"{self._stamp}.{millisecond % 1000:03d}Z" if self.json else self._stamp
+        return self._ts
 
     def record(
         self, info: RequestInfo, method: str, route: str, path: str, status: int, seconds: float
     ) -> None:
         now = time.time()
-        duration_ms = round(seconds * 1000, 2)
+        duration_ms = int(seconds * 100_000 + 0.5) / 100  # round(x, 2), without its cost
         ids = self.trace_ids() if self.trace_ids is not None else None
         if self.json:
             entry = {
@@ -73,16 +84,16 @@ class AccessLog:
             }
             if ids is not None:
                 entry["trace_id"], entry["span_id"] = ids
-            line = orjson.dumps(entry)
+            line = orjson.dumps(entry) + b"\n"
         else:
             user = f" user_id={info.user_id}" if info.user_id else ""
             trace = f" trace_id={ids[0]} span_id={ids[1]}" if ids is not None else ""
             line = (
                 f"{self._timestamp(now)} INFO    request method={method} route={route} "
                 f"path={path} status={status} duration_ms={duration_ms}{user} "
-                f"request_id={info.request_id}{trace}"
+                f"request_id={info.request_id}{trace}\n"
             ).encode()
-        self._lines.append(line + b"\n")
+        self._lines.append(line)
         if len(self._lines) >= BATCH:
             self.flush()
         elif not self._flush_scheduled:
