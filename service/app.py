@@ -164,8 +164,7 @@ def middleware_stack(
     app: FastAPI,
     tracing: Tracing | None = None,
 ) -> list[Middleware]:
-    """Every request passes these, outermost first; CORS only when origins are configured,
-    the SERVER span only when tracing is on.
+    """Every request passes these, outermost first; CORS only when origins are configured.
 
     Innermost, the app's compiled routes (service/http/compiled.py) answer what they can;
     everything else goes on to FastAPI's router.
@@ -182,9 +181,13 @@ def middleware_stack(
         max_age=600,
     )
     return [
-        *([tracing.middleware()] if tracing else []),  # the access log is written inside it
-        # request id, access log, metrics and the last-resort 500, for everything below
-        Middleware(RequestContextMiddleware, metrics=metrics, access_log=access_log),
+        # request id, access log, metrics, the SERVER span (tracing on) and the last-resort 500
+        Middleware(
+            RequestContextMiddleware,
+            metrics=metrics,
+            access_log=access_log,
+            spans=tracing.server_spans() if tracing else None,
+        ),
         *([cors] if settings.cors_origins else []),
         Middleware(LivenessMiddleware),  # inside CORS: a browser probing /health gets headers
         Middleware(

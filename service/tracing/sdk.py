@@ -23,7 +23,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import Tracer
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.middleware import Middleware
 
 from service import __version__
 from service.config import mask_url
@@ -143,11 +142,9 @@ class Tracing:
         log.info("tracing on: OTLP/HTTP to %s", mask_url(endpoint()))
         return cls(provider, processor, tracer, ids, instruments(tracer))
 
-    def middleware(self) -> Middleware:
-        """The SERVER span of each request (service.tracing.server), outermost."""
-        return Middleware(
-            ServerSpans, tracer=self.tracer, sampler=self.provider.sampler, ids=self.ids
-        )
+    def server_spans(self) -> ServerSpans:
+        """The SERVER span of each request (service.tracing.server), for the request context."""
+        return ServerSpans(tracer=self.tracer, sampler=self.provider.sampler, ids=self.ids)
 
     @staticmethod
     def request_ids() -> tuple[str, str] | None:

@@ -9,9 +9,12 @@ import logging
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from starlette.types import Message, Receive, Scope, Send
 
 from service.http.access_log import AccessLog
 from service.http.context import RequestInfo
+from service.http.metrics import Metrics
+from service.http.middleware.request_context import RequestContextMiddleware
 from service.process.logs import ConsoleFormatter, JsonFormatter
 from service.tracing.sdk import TraceIds, Tracing, trace_ids
 from service.tracing.server import HandedIds, ServerSpans
@@ -46,22 +49,29 @@ def test_a_line_logged_inside_a_span_names_it(formatter: logging.Formatter) -> N
 def test_the_access_log_line_of_a_traced_request_names_its_span(json_lines: bool) -> None:
     stream = io.BytesIO()
     log = AccessLog(json=json_lines, stream=stream, trace_ids=Tracing.request_ids)
+    log.enabled = True  # whatever level the test run gave apictl.access
     current: list[tuple[str, str] | None] = []
 
-    async def answer(scope: object, receive: object, send: object) -> None:
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
         current.append(trace_ids())  # the request's SERVER span, as any log line sees it
-        log.record(RequestInfo("r-1"), "GET", "/health", "/health", 200, 0.001)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def drop(message: Message) -> None:
+        pass
 
     ids = HandedIds()
     provider = TracerProvider(id_generator=ids)  # always_on, never the global one: no export
-    served = ServerSpans(answer, provider.get_tracer("test"), provider.sampler, ids)
+    spans = ServerSpans(provider.get_tracer("test"), provider.sampler, ids)
+    served = RequestContextMiddleware(answer, Metrics(lambda: None), log, spans)
     scope = {"type": "http", "method": "GET", "path": "/health", "headers": []}
-    asyncio.run(served(scope, None, None))  # type: ignore[arg-type]
+    asyncio.run(served(scope, None, drop))  # type: ignore[arg-type]
     log.record(RequestInfo("r-2"), "GET", "/health", "/health", 200, 0.001)
     log.flush()
     traced, untraced = stream.getvalue().decode().splitlines()
     (expected,) = current
     assert expected is not None
+    assert trace_ids() is None  # ended with the request
     if json_lines:
         assert (json.loads(traced)["trace_id"], json.loads(traced)["span_id"]) == expected
     else:

@@ -1,9 +1,12 @@
-"""Request id, access log, metrics and the last-resort 500, in one pass over each request.
+"""Request id, access log, metrics, the SERVER span and the last-resort 500, in one pass over
+each request.
 
 Outermost of our middleware: it names the request (the caller's `X-Request-ID` when it is
 1..128 of `[A-Za-z0-9._-]`, else a new one), adds the header to every response, turns an
 unhandled exception into the unified 500 body (the traceback goes to the log under the same id)
-and records one access-log line and one metrics observation per request.
+and records one access-log line and one metrics observation per request. With tracing on, the
+request's span (service.tracing.server) is current from before its first log line to after its
+access-log line.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import os
 import re
 import time
+from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,13 +46,30 @@ class RequestIds:
         return f"{self._prefix}-{next(self._counter):x}"
 
 
-class RequestContextMiddleware:
-    """Request id + access log + metrics + unhandled-error guard."""
+class RequestSpans(Protocol):
+    """Where tracing begins and ends each request's span (service.tracing.server.ServerSpans)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog) -> None:
+    def begin(self, scope: Scope) -> object | None:
+        """The request's span, now current; None when the request is not traced."""
+
+    def end(self, begun: Any, scope: Scope, status: int) -> None:
+        """End what `begin` began, once the request is answered and logged."""
+
+
+class RequestContextMiddleware:
+    """Request id + access log + metrics + SERVER span + unhandled-error guard."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        access_log: AccessLog,
+        spans: RequestSpans | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
+        self.spans = spans  # with tracing on
         self.ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,6 +78,8 @@ class RequestContextMiddleware:
             return
         info = RequestInfo(self.ids.for_scope(scope))
         token = current_request.set(info)
+        spans = self.spans
+        begun = spans.begin(scope) if spans is not None else None
         header = (b"x-request-id", info.request_id.encode("ascii"))
         # every response: never sniffed into something executable (SPEC section 11)
         started = time.perf_counter()
@@ -83,4 +106,6 @@ class RequestContextMiddleware:
             self.metrics.observe(scope["method"], route, status, elapsed)
             if self.access_log.enabled:
                 self.access_log.record(info, scope["method"], route, scope["path"], status, elapsed)
+            if spans is not None and begun is not None:
+                spans.end(begun, scope, status)
             current_request.reset(token)
