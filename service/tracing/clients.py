@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any, ClassVar
 
 import asyncpg
 from opentelemetry import context, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from opentelemetry.util.types import Attributes
 from redis.asyncio import Redis
@@ -31,11 +32,25 @@ from service.tracing.instruments import Instruments
 RECORDING: ContextVar[bool] = ContextVar("apictl_tracing_recording", default=False)
 
 
+Entered = tuple[Token[Context], Token[bool]]
+
+
+def enter(span: Span, parent: Context | None = None) -> Entered:
+    """Make `span` current, for OpenTelemetry (under `parent`) and for RECORDING, until `leave`."""
+    attached = context.attach(trace.set_span_in_context(span, parent))
+    return attached, RECORDING.set(span.is_recording())
+
+
+def leave(entered: Entered) -> None:
+    attached, recording = entered
+    RECORDING.reset(recording)
+    context.detach(attached)
+
+
 @contextmanager
 def current(span: Span) -> Iterator[Span]:
     """`span` is current for the block and ends with it; an error marks it by type only."""
-    token = context.attach(trace.set_span_in_context(span))
-    recording = RECORDING.set(span.is_recording())
+    entered = enter(span)
     try:
         yield span
     except Exception as exc:
@@ -44,8 +59,7 @@ def current(span: Span) -> Iterator[Span]:
         raise
     finally:
         span.end()
-        RECORDING.reset(recording)
-        context.detach(token)
+        leave(entered)
 
 
 class TracerSpans:

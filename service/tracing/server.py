@@ -15,8 +15,7 @@ import random
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-from opentelemetry import context, propagate, trace
-from opentelemetry.context import Context
+from opentelemetry import propagate
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
@@ -29,7 +28,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from starlette.types import Scope
 
-from service.tracing.clients import RECORDING
+from service.tracing.clients import Entered, enter, leave
 
 Headers = list[tuple[bytes, bytes]]
 # HTTP semantic conventions: any other method is `_OTHER`, and spans it names are `HTTP`
@@ -98,7 +97,8 @@ class Begun:
 
     span: Span
     method: str
-    tokens: tuple[Token[Context], Token[tuple[str, str] | None], Token[bool]]
+    entered: Entered
+    noted: Token[tuple[str, str] | None]
 
 
 class ServerSpans:
@@ -133,12 +133,8 @@ class ServerSpans:
                 return None
             parent = None
         span = self.tracer.start_span(method, parent, kind=SpanKind.SERVER)
-        tokens = (
-            context.attach(trace.set_span_in_context(span, parent)),
-            REQUEST_IDS.set(hex_ids(span)),
-            RECORDING.set(span.is_recording()),  # a caller's trace not sampled: only its ids
-        )
-        return Begun(span, method, tokens)
+        # a caller's trace not sampled: its ids are current, RECORDING is False
+        return Begun(span, method, enter(span, parent), REQUEST_IDS.set(hex_ids(span)))
 
     def end(self, begun: Begun, scope: Scope, status: int) -> None:
         """Name and note the span by the request's route and answer, end it; none current."""
@@ -151,10 +147,8 @@ class ServerSpans:
                 span.set_attribute("error.type", str(status))
                 span.set_status(StatusCode.ERROR)
             span.end()
-        attached, ids, recording = begun.tokens
-        RECORDING.reset(recording)
-        REQUEST_IDS.reset(ids)
-        context.detach(attached)
+        REQUEST_IDS.reset(begun.noted)
+        leave(begun.entered)
 
     def _sampled(self, method: str) -> bool:
         """Whether a trace starting here is recorded; if so, its id is handed to the SDK."""
