@@ -16,7 +16,7 @@ lint:
 docs:  # regenerate README.md's command and settings tables from the code
 	$(PY)/python scripts/readme.py
 lock:  # after editing pyproject.toml's dependencies: re-resolve, keeping every pin that still fits
-	$(COMPILE) --extra test --extra bench $(UPGRADE) -o requirements/dev.txt
+	$(COMPILE) --extra test --extra bench --extra docs $(UPGRADE) -o requirements/dev.txt
 	$(COMPILE) -c requirements/dev.txt -o requirements/app.txt
 lock-upgrade:  # every package to its newest release that pyproject.toml allows
 	$(MAKE) lock UPGRADE=--upgrade

@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # each lock and the extras of pyproject.toml it holds
-LOCKS = {"app.txt": (), "dev.txt": ("test", "bench")}
+LOCKS = {"app.txt": (), "dev.txt": ("test", "bench", "docs")}
 _HASH = re.compile(r"\s--hash=sha256:[0-9a-f]{64}")
 
 
