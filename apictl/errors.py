@@ -57,7 +57,7 @@ class Outcome:
 
 
 DEBUG_HINT = "run again with --debug for the traceback"
-CONFIG_HINT = "see `apictl check config` and the README's configuration table"
+CONFIG_HINT = "see `apictl check config` and docs/reference/configuration.md"
 
 # Every AppError the service raises, as a CLI command reports it (its message is the line).
 APP_ERRORS: dict[type[AppError], Outcome] = {

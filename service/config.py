@@ -65,7 +65,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    """Every setting of the service; see the README's configuration table."""
+    """Every setting of the service; docs/reference/configuration.md is generated from it."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         None,
         description="`json` or `console`",
         examples=["json"],
-        json_schema_extra={"readme_default": "`json` in production, else `console`"},
+        json_schema_extra={"docs_default": "`json` in production, else `console`"},
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         None,
         description="serve the API docs (`/docs`, `/redoc`) and `/openapi.json`",
         examples=["false"],
-        json_schema_extra={"readme_default": "`false` in production, else `true`"},
+        json_schema_extra={"docs_default": "`false` in production, else `true`"},
     )
     db_pool_min: int = Field(5, ge=0, description="connections kept open per process", examples=[5])
     db_pool_max: int = Field(20, ge=1, description="most connections per process", examples=[20])
@@ -186,7 +186,7 @@ class Settings(BaseSettings):
     migrations_dir: Path | None = Field(
         None,
         description="folder of yoyo SQL migrations",
-        json_schema_extra={"readme_default": "the migrations shipped with apictl"},
+        json_schema_extra={"docs_default": "the migrations shipped with apictl"},
         examples=["./migrations"],
     )
     database_url: str | None = Field(
@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         description=(
             "PostgreSQL URL: `postgresql://user:password@host:5432/db` (production needs it)"
         ),
-        json_schema_extra={"readme_default": "embedded (development)"},
+        json_schema_extra={"docs_default": "embedded (development)"},
         examples=["postgresql://app:secret@db:5432/app"],
     )
     db_pooler: Literal["none", "transaction"] = Field(
@@ -209,7 +209,7 @@ class Settings(BaseSettings):
         description="PostgreSQL itself, never a pooler: for the migrations' and the event"
         " relay's session locks and LISTEN",
         json_schema_extra={
-            "readme_default": "DATABASE_URL (required with APICTL_DB_POOLER=transaction)"
+            "docs_default": "DATABASE_URL (required with APICTL_DB_POOLER=transaction)"
         },
         examples=["postgresql://app:secret@db:5432/app"],
     )
@@ -217,7 +217,7 @@ class Settings(BaseSettings):
         None,
         validation_alias="REDIS_URL",
         description="Redis URL: `redis://host:6379/0` (production needs it)",
-        json_schema_extra={"readme_default": "embedded (development)"},
+        json_schema_extra={"docs_default": "embedded (development)"},
         examples=["redis://redis:6379/0"],
     )
 

@@ -90,7 +90,7 @@ class Database:
     async def _create_pool(s: Settings, connection_class: type[asyncpg.Connection]) -> asyncpg.Pool:
         server_settings = {"application_name": "apictl"}
         pooled = s.db_pooler == "transaction"
-        if not pooled:  # PgBouncer refuses unknown startup parameters (see the README)
+        if not pooled:  # PgBouncer refuses unknown startup parameters (docs/operations/pgbouncer.md)
             server_settings["statement_timeout"] = str(int(s.db_command_timeout * 1000))
         return await asyncpg.create_pool(
             s.database_url,

@@ -148,7 +148,7 @@ def _tracing(settings: Settings) -> Iterator[Finding]:
             "no OTEL_EXPORTER_OTLP_ENDPOINT in production: requests are not traced, a slow one"
             " cannot be followed through its SQL and Redis calls",
             "set OTEL_EXPORTER_OTLP_ENDPOINT to your OpenTelemetry collector (OTLP/HTTP, e.g."
-            " http://otel-collector:4318) and OTEL_TRACES_SAMPLER_ARG; see the README's Tracing",
+            " http://otel-collector:4318) and OTEL_TRACES_SAMPLER_ARG; see docs/operations/tracing.md",
         )
 
 
@@ -252,7 +252,7 @@ def _pgbouncer(
         "info",
         f"APICTL_DB_POOLER=transaction: requests reach PostgreSQL through PgBouncer at "
         f"{mask_url(url)}; migrations and the event relay connect to APICTL_DB_DIRECT_URL",
-        "PgBouncer must pool in transaction mode; see the README's PgBouncer section",
+        "PgBouncer must pool in transaction mode; see docs/operations/pgbouncer.md",
     )
     try:
         config = _pgbouncer_config(url)
