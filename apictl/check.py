@@ -138,7 +138,9 @@ def config(
     if traced_to is not None:
         console.print(f"tracing on: OTLP/HTTP to {escape(traced_to)}")
     else:
-        console.print("tracing off: no OTEL_EXPORTER_OTLP_ENDPOINT (see docs/operations/tracing.md)")
+        console.print(
+            "tracing off: no OTEL_EXPORTER_OTLP_ENDPOINT (see docs/operations/tracing.md)"
+        )
     console.print("[green]configuration is valid[/]")
 
 

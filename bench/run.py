@@ -2,7 +2,7 @@
 
     python -m bench.run                 # full: 2 rounds x 15 s per workload and target
     python -m bench.run --smoke         # a few seconds, for CI: proves the benchmark still runs
-    python -m bench.run --tracing       # also traced at ratio 0.01 and 1.0 (SPEC 12), A/B
+    python -m bench.run --tracing       # also traced at ratio 0.01 and 1.0, A/B
 
 One server worker pinned to core 0, wrk pinned to core 1 (PostgreSQL and Redis float). Targets
 are interleaved within each round and medians are taken over rounds, so every apictl figure is
@@ -209,8 +209,9 @@ def main() -> None:
     parser.add_argument(
         "--tracing",
         action="store_true",
-        help="also measure apictl traced (SPEC 12), exporting to a local OTLP sink, as targets"
-        " traced-0.01 (parentbased_traceidratio 0.01) and traced-1.0 (every request)",
+        help="also measure apictl with OpenTelemetry tracing on (docs/operations/tracing.md),"
+        " exporting to a local OTLP sink, as targets traced-0.01 (parentbased_traceidratio 0.01)"
+        " and traced-1.0 (every request)",
     )
     parser.add_argument(
         "--baseline",

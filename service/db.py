@@ -90,7 +90,8 @@ class Database:
     async def _create_pool(s: Settings, connection_class: type[asyncpg.Connection]) -> asyncpg.Pool:
         server_settings = {"application_name": "apictl"}
         pooled = s.db_pooler == "transaction"
-        if not pooled:  # PgBouncer refuses unknown startup parameters (docs/operations/pgbouncer.md)
+        # PgBouncer refuses unknown startup parameters (docs/operations/pgbouncer.md)
+        if not pooled:
             server_settings["statement_timeout"] = str(int(s.db_command_timeout * 1000))
         return await asyncpg.create_pool(
             s.database_url,

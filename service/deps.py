@@ -150,8 +150,9 @@ Cursor = Annotated[
     str | None, Query(max_length=200, description="next_cursor of the previous page")
 ]
 
-# Conditional requests on item endpoints (SPEC section 11; service/http/middleware/conditional.py
-# tags every response of a route declared with ITEM_READ or ITEM_WRITE, crud.Crud checks If-Match)
+# Conditional requests on item endpoints (docs/api/conditional-requests.md;
+# service/http/middleware/conditional.py tags every response of a route declared with ITEM_READ
+# or ITEM_WRITE, crud.Crud checks If-Match)
 IfMatch = Annotated[
     str | None,
     Header(
@@ -181,7 +182,7 @@ def tagged(route: Any) -> bool:
     return "ETag" in success.get("headers", {})
 
 
-# Creating POSTs keep their answer per Idempotency-Key (SPEC section 11;
+# Creating POSTs keep their answer per Idempotency-Key (docs/api/idempotency.md;
 # service/http/middleware/idempotency.py serves every route declared with CREATE)
 IDEMPOTENCY_KEY = "Idempotency-Key"
 CREATE: dict[str, Any] = {

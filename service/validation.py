@@ -30,7 +30,7 @@ STRICT_BODY = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
 class JSONRefused(ValueError):
-    """A JSON body outside the limits every endpoint shares (SPEC 8): why, and where
+    """A JSON body outside the limits every endpoint shares (docs/api/errors.md): why, and where
     (`field` in the dotted form of 422 details: "body.tags.3")."""
 
     def __init__(self, message: str, field: str = "body") -> None:

@@ -1,9 +1,10 @@
 """Faults survived under load: PostgreSQL killed, restarted and hung; Redis stopped and paused.
 
 Each test runs `apictl serve` on a PostgreSQL and a Redis of its own (tests/faults.py), breaks
-them while a client records every answer, and checks what SPEC section 8 promises: failures
-only during the fault, as 503 + Retry-After within the timeouts, recovery without a restart,
-no acknowledged write lost. Marked `faults`: they bring their own servers, so CI runs them once.
+them while a client records every answer, and checks what docs/reliability.md promises:
+failures only during the fault, as 503 + Retry-After within the timeouts, recovery without a
+restart, no acknowledged write lost. Marked `faults`: they bring their own servers, so CI runs
+them once.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ pytestmark = pytest.mark.faults
 
 ACQUIRE_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 3.0
-SLOWEST_FAILURE = max(ACQUIRE_TIMEOUT, COMMAND_TIMEOUT) + 1.0  # SPEC: timeout + 1 s
+# docs/reliability.md: timeout + 1 s
+SLOWEST_FAILURE = max(ACQUIRE_TIMEOUT, COMMAND_TIMEOUT) + 1.0
 
 
 @pytest.fixture
@@ -256,7 +258,7 @@ def test_redis_outage_degrades_only_what_needs_redis(
 def test_events_written_while_redis_is_down_reach_the_stream_once_in_order(
     server: RunningServer, alice: Account, private_redis: PrivateRedis
 ) -> None:
-    """SPEC section 10: every acknowledged write's event, after a 10 s Redis outage."""
+    """Every acknowledged write's event, after a 10 s Redis outage (docs/reliability.md)."""
 
     async def scenario() -> tuple[Load, list[str], float, dict[str, Any]]:
         writer = Load(server.url, alice.headers, workers=1)  # one writer: commit order is known

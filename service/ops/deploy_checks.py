@@ -148,7 +148,8 @@ def _tracing(settings: Settings) -> Iterator[Finding]:
             "no OTEL_EXPORTER_OTLP_ENDPOINT in production: requests are not traced, a slow one"
             " cannot be followed through its SQL and Redis calls",
             "set OTEL_EXPORTER_OTLP_ENDPOINT to your OpenTelemetry collector (OTLP/HTTP, e.g."
-            " http://otel-collector:4318) and OTEL_TRACES_SAMPLER_ARG; see docs/operations/tracing.md",
+            " http://otel-collector:4318) and OTEL_TRACES_SAMPLER_ARG;"
+            " see docs/operations/tracing.md",
         )
 
 

@@ -1,9 +1,9 @@
-"""OpenTelemetry traces, switched on by the standard OTEL_* variables alone (SPEC section 12).
+"""OpenTelemetry traces, switched on by the standard OTEL_* variables alone.
 
 This module only reads the environment: `start` imports the SDK (service.tracing.sdk) when an
 OTLP endpoint is configured. With tracing off nothing of the SDK is loaded and the runtime is
 built from the libraries' own classes (service.tracing.instruments.UNTRACED), so the request
-path is the one it always was.
+path is the one it always was. The contract: docs/operations/tracing.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""The event stream in a real browser (SPEC 13): a page on another origin, EventSource, a ticket.
+"""The event stream in a real browser: a page on another origin, EventSource, a ticket.
 
 A headless Chromium loads a page from a second loopback origin (another port), allowed by
 APICTL_CORS_ORIGINS. The page logs in with fetch, buys a ticket and opens an EventSource on
 `/api/v1/events?ticket=...`; nothing of it is driven from here but reading what it received.
 The server is then restarted on its port while another instance takes the writes: the same
 EventSource reconnects by itself, with the same URL and its Last-Event-ID, and gets what it
-missed. No log line of either server holds the ticket or the token.
+missed. No log line of either server holds the ticket or the token. The rules: docs/api/events.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Idempotency-Key on creating POSTs: a retry never creates twice (SPEC section 11)."""
+"""Idempotency-Key on creating POSTs: a retry never creates twice (docs/api/idempotency.md)."""
 
 from __future__ import annotations
 

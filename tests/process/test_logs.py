@@ -1,8 +1,9 @@
-"""What the service writes to its log: the JSON access fields of SPEC 8, and never a secret.
+"""What the service writes to its log: the documented JSON access fields, and never a secret.
 
 The server runs at DEBUG with JSON logs, a password in DATABASE_URL, and goes through logins
 (right and wrong), token use, bad tokens, invalid bodies carrying the password, logout, and a
 database outage with its tracebacks; nothing secret may appear anywhere in what it wrote.
+The access fields are those of docs/operations/observability.md.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def test_secrets_never_reach_the_log(
         assert secret not in output, f"{secret[:12]}... reached the log"
 
 
-def test_access_lines_carry_the_spec_fields(
+def test_access_lines_carry_the_documented_fields(
     start_server: Callable[..., RunningServer], server_env: dict[str, str], alice: Account
 ) -> None:
     server = start_server({**server_env, "APICTL_LOG_FORMAT": "json"})

@@ -1,4 +1,4 @@
-"""SPEC section 12: the exporter never slows a request, and sampling keeps what it says.
+"""The exporter never slows a request, and sampling keeps what it says (docs/operations/tracing.md).
 
 With the collector down or answering in 5 s, requests take what they take with tracing off,
 spans are dropped and counted in /metrics, and memory stays flat while they are. The ratio

@@ -1,4 +1,4 @@
-"""SPEC section 12: what a served apictl exports to a real OTLP/HTTP collector.
+"""What a served apictl exports to a real OTLP/HTTP collector (docs/operations/tracing.md).
 
 A request carrying a W3C `traceparent` is one SERVER span in the caller's trace, named by its
 route template, with CLIENT spans for its SQL statements and Redis commands; its log lines carry

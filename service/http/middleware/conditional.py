@@ -1,4 +1,4 @@
-"""ETag, If-None-Match and Cache-Control on /api/v1 (SPEC section 11), for every route runner.
+"""ETag, If-None-Match and Cache-Control on /api/v1, for every route runner.
 
 A route declared with `deps.ITEM_READ` or `deps.ITEM_WRITE` (an ETag header on its 200) gets a
 strong ETag on its 200s, the hash of the body (`service.etags`); a GET whose If-None-Match holds
@@ -7,6 +7,7 @@ that tag is answered 304 with no body. GETs with an ETag may be cached privately
 rules' business: it must be checked with the row locked, before the change.
 
 Innermost but for the compiled routes, so it sees the body before gzip and after either runner.
+The rules: docs/api/conditional-requests.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Idempotency-Key on creating POSTs (SPEC section 11; the IETF httpapi draft is the model).
+"""Idempotency-Key on creating POSTs (docs/api/idempotency.md), modelled on the IETF httpapi draft.
 
 For a POST to a route declared with `deps.CREATE` that carries the header:
 - the key (1..255 visible ASCII) is claimed for (caller, method, path, key), the caller being

@@ -1,5 +1,5 @@
-"""The API rate limit (SPEC section 11): every /api/v1 request but login counts against its
-caller, the token's user or else the client address (`auth.ratelimit.ApiLimiter`).
+"""The API rate limit (docs/api/rate-limits.md): every /api/v1 request but login counts against
+its caller, the token's user or else the client address (`auth.ratelimit.ApiLimiter`).
 
 Counted responses carry the fields of draft-ietf-httpapi-ratelimit-headers:
 

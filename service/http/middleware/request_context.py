@@ -81,7 +81,7 @@ class RequestContextMiddleware:
         spans = self.spans
         begun = spans.begin(scope) if spans is not None else None
         header = (b"x-request-id", info.request_id.encode("ascii"))
-        # every response: never sniffed into something executable (SPEC section 11)
+        # every response: never sniffed into something executable (docs/api/index.md)
         started = time.perf_counter()
         status = 0
 
