@@ -11,6 +11,6 @@ CHART = Path(__file__).resolve().parent.parent / "bench" / "results" / "latest.p
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
-    """Publish bench/results/latest.png as performance/latest.png (docs/ holds no copy)."""
-    files.append(File.generated(config, "performance/latest.png", abs_src_path=str(CHART)))
+    """Publish bench/results/latest.png as assets/benchmark.png (docs/ holds no copy)."""
+    files.append(File.generated(config, "assets/benchmark.png", abs_src_path=str(CHART)))
     return files
