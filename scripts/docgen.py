@@ -1,5 +1,4 @@
-"""Regenerate the docs' generated blocks from the code: the CLI reference, the settings, the
-architecture tree and the benchmark results.
+"""Regenerate the docs' generated blocks from the code: CLI, settings, tree, benchmark.
 
 `--check` (CI, `make lint`) exits 1 with a diff when a page differs from what this would write.
 

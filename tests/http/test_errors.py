@@ -215,3 +215,25 @@ def test_cors_answers_only_configured_origins(settings: Settings) -> None:
         assert "x-request-id" in allowed.headers["access-control-expose-headers"].lower()
         other = client.get("/health", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_page_on_an_allowed_origin_can_edit_conditionally_and_retry_safely(
+    settings: Settings,
+) -> None:
+    """Its fetch() may send If-Match and Idempotency-Key, and read ETag and the limit."""
+    app = create_app(settings.model_copy(update={"cors_origins": ["https://app.example"]}))
+    with TestClient(app) as client:
+        preflight = client.options(
+            "/api/v1/posts/00000000-0000-4000-8000-000000000001",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": "authorization, if-match, idempotency-key",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert {"if-match", "if-none-match", "idempotency-key"} <= set(allowed.split(", "))
+        answer = client.get("/health", headers={"Origin": "https://app.example"})
+        exposed = answer.headers["access-control-expose-headers"].lower().split(", ")
+        assert {"etag", "ratelimit", "ratelimit-policy", "idempotent-replayed"} <= set(exposed)
