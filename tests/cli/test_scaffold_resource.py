@@ -8,7 +8,6 @@ so its apictl/ and service/ are the ones imported), never on the checkout itself
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,12 +20,11 @@ import pytest
 import redis
 
 from apictl.scaffold.fields import singular_of
+from fixtures.checkout import copy_checkout
 from fixtures.events import wait_for
 from fixtures.servers import Servers
 from service.events.bus import STREAM
 
-SOURCE = Path(__file__).resolve().parents[2]
-PROJECT = ("apictl", "service", "migrations", "templates", "tests", "pyproject.toml")
 TOOLS = Path(sys.executable).parent
 # One field of every type; comments then refer to a scaffolded resource (notes).
 NOTES = [
@@ -56,14 +54,7 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A copy of this checkout to scaffold into (no .venv, .apictl, .git or caches)."""
-    root = tmp_path / "project"
-    ignore = shutil.ignore_patterns("__pycache__", ".*_cache")
-    for name in PROJECT:
-        if (SOURCE / name).is_dir():
-            shutil.copytree(SOURCE / name, root / name, ignore=ignore)
-        else:
-            shutil.copy2(SOURCE / name, root / name)
-    return root
+    return copy_checkout(tmp_path / "project")
 
 
 @pytest.fixture
