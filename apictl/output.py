@@ -16,8 +16,10 @@ from rich.table import Table
 
 from apictl.errors import ExitCode
 
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+# soft_wrap: a line is never broken at the console's width, so a URL, a path or a message stays
+# whole in a pipe or a pod's log (80 columns there); tables still fit the width
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def json_bytes(data: Any) -> bytes:
