@@ -199,11 +199,12 @@ def lint(
     """Flag risky PostgreSQL migration SQL (file:line, rule, hint) before it reaches a database;
     exit 1 on findings (CI runs it).
 
-    index-not-concurrent: CREATE INDEX without CONCURRENTLY on a table the migration did not
-    create (writes wait for the whole build). not-null-without-default: ADD COLUMN ... NOT NULL
-    without a DEFAULT (fails on a table with rows). enum-value-in-transaction and
-    concurrently-in-transaction: ALTER TYPE ... ADD VALUE, or CONCURRENTLY, without
-    `-- transactional: false`. missing-rollback: no NNNN_name.rollback.sql beside it.
+    \b
+    index-not-concurrent         CREATE INDEX without CONCURRENTLY on an existing table
+    not-null-without-default     ADD COLUMN ... NOT NULL without a DEFAULT
+    enum-value-in-transaction    ALTER TYPE ... ADD VALUE without `-- transactional: false`
+    concurrently-in-transaction  CONCURRENTLY without `-- transactional: false`
+    missing-rollback             no NNNN_name.rollback.sql beside the migration
     """
     from service.config import load_settings
     from service.ops.migration_lint import lint_migration, sql_files

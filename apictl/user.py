@@ -70,7 +70,7 @@ def create(
     """Create a user (password prompted twice, hidden, unless --password-stdin); a duplicate
     email (any case) exits 1.
 
-    A duplicate email (in any case) exits 1.
+    The email is stored lower-case; of the password only an argon2id hash is kept.
     """
     from apictl.session import run_service
     from service.users import service

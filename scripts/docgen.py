@@ -118,12 +118,16 @@ def _prose(text: str) -> str:
 
 
 def paragraphs(text: str) -> list[str]:
-    """A help text's paragraphs, each on one line (as Click rewraps them)."""
-    blocks = inspect.cleandoc(text).split("\n\n")
-    joined = (
-        " ".join(line.strip() for line in b.splitlines() if line.strip() != "\b") for b in blocks
-    )
-    return [paragraph for paragraph in joined if paragraph]
+    """A help text's paragraphs as Markdown: prose on one line (as Click rewraps it), a
+    paragraph marked `\\b` (Click keeps its lines) as a block of text."""
+    found = []
+    for block in inspect.cleandoc(text).split("\n\n"):
+        lines = [line.strip() for line in block.splitlines()]
+        if lines[:1] == ["\b"]:
+            found.append("\n".join(["```text", *lines[1:], "```"]))
+        elif any(lines):
+            found.append(_prose(" ".join(line for line in lines if line)))
+    return found
 
 
 def param_default(param: Param) -> str:
@@ -172,7 +176,7 @@ def cli_reference() -> list[str]:
     for path, command in all_commands():
         level = "##" if len(path) <= 2 else "###"
         lines += ["", f"{level} `{' '.join(path)}`", ""]
-        lines += [f"{_prose(p)}\n" for p in paragraphs(help_text(command))]
+        lines += [f"{paragraph}\n" for paragraph in paragraphs(help_text(command))]
         if runs_alone(path, command) or len(path) == 1:
             lines += [
                 "```text",
