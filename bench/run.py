@@ -173,7 +173,8 @@ def pool_budget(database_url: str, servers: int) -> int:
     """Pool size for every target, so that all of them at full pools fit PostgreSQL's
     max_connections (an idle target keeps its connections): apictl's default 20 unless more
     targets run than that allows. Each apictl process holds two direct connections beside its
-    pool (the relay's lock and LISTEN), and a few are kept for seeding and superusers."""
+    pool (the relay's lock and LISTEN), each reference one (its relay's), and a few are kept
+    for seeding and superusers."""
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT current_setting('max_connections')::int").fetchone()
     available = (row[0] if row else 100) - 10
