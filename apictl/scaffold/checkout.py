@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apictl.scaffold.fields import Resource, ScaffoldError, check_name, parse_resource
+from apictl.scaffold.formatter import formatted
 from apictl.scaffold.generate import resource_files
 from apictl.templating import next_migration
 from service.process.migration_state import migration_ids
@@ -107,10 +108,12 @@ def _referenced(r: Resource, checkout: Checkout, tables: dict[str, str]) -> list
 def plan_resource(
     checkout: Checkout, name: str, specs: list[str], singular: str | None = None
 ) -> dict[Path, str]:
-    """Every file `scaffold resource NAME SPECS...` writes, and its text; nothing is written.
+    """Every file `scaffold resource NAME SPECS...` writes, and its text as the checkout's ruff
+    formats it; nothing is written.
 
-    ScaffoldError when the request is invalid or the name is taken. A previous scaffold of
-    NAME is not a clash: its migration keeps its id, so --force rewrites the same files.
+    ScaffoldError when the request is invalid or the name is taken; FormatError when ruff is
+    missing. A previous scaffold of NAME is not a clash: its migration keeps its id, so --force
+    rewrites the same files.
     """
     tables = checkout.tables()
     own = _own_migration(checkout, check_name(name, "resource name"))
@@ -118,4 +121,5 @@ def plan_resource(
     resource = parse_resource(name, specs, singular)
     referenced = _referenced(resource, checkout, tables)
     migration = own or next_migration(checkout.migrations, f"create_{name}")
-    return resource_files(resource, referenced, checkout.root, checkout.migrations, migration)
+    files = resource_files(resource, referenced, checkout.root, checkout.migrations, migration)
+    return formatted(files, checkout.root)

@@ -1,8 +1,9 @@
 """The files of a scaffolded resource: templates/resource/*.tmpl filled in from a Resource.
 
 What varies with the fields (columns, pydantic fields, SQL parameters, imports, test values) is
-rendered here, already as `ruff format` writes it (see pysource): signatures end with a trailing
-comma, so they stay one parameter a line whatever the names' lengths; long SQL is wrapped.
+rendered here as plain source; the checkout's ruff then sorts its imports and formats it
+(apictl/scaffold/formatter.py). Only the text inside strings, which ruff leaves alone, is laid
+out here: SQL and the docstring's command line are wrapped to fit the line length.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import textwrap
 from pathlib import Path
 
 from apictl.scaffold.fields import Field, Resource, ScaffoldError
-from apictl.scaffold.pysource import LINE, Code, imports, py
 from apictl.templating import migration_files, render
 
 MODULES = ("__init__", "schemas", "queries", "service", "routes")
+LINE = 100  # the project's line length, which lines inside strings must keep too
 
 # kind -> (the SQL column type, the type bodies are validated as, the type answered)
 _TYPES = {
@@ -44,6 +45,26 @@ _INVALID = {
     "uuid": ('"not-a-uuid"', "5"),
     "ref": ('"not-a-uuid"', "5"),
 }
+
+
+class Code(str):
+    """Python source, written into a literal as is."""
+
+
+def _literal(value: object) -> str:
+    """`value` as Python source. A non-empty dict, list or tuple ends with a trailing comma,
+    which keeps it one item a line in `ruff format`: test values read (and diff) one a line."""
+    if isinstance(value, Code):
+        return value
+    if isinstance(value, dict):
+        return _items("{}", [f"{_literal(key)}: {_literal(item)}" for key, item in value.items()])
+    if isinstance(value, list | tuple):
+        return _items("[]" if isinstance(value, list) else "()", [_literal(v) for v in value])
+    return repr(value)  # ruff format turns its single quotes into double ones
+
+
+def _items(brackets: str, items: list[str]) -> str:
+    return f"{brackets[0]}{', '.join(items)}{',' if items else ''}{brackets[1]}"
 
 
 def _wrap(words: list[str], indent: str = "    ", more: str = "    ", sep: str = ", ") -> str:
@@ -99,8 +120,8 @@ def _schemas(r: Resource) -> dict[str, str]:
     validation += ["BigInt"] if "int" in kinds else []
     validation += ["Text"] if kinds & {"str", "text"} else []
     return {
-        "third_party_imports": imports({"pydantic": pydantic}),
-        "validation_imports": imports({"service.validation": validation}),
+        "pydantic_names": ", ".join(pydantic),
+        "validation_names": ", ".join(validation),
         "new_fields": "\n".join(_input_field(f, f.optional) for f in r.fields),
         "change_fields": "\n".join(_input_field(f, optional=True) for f in r.fields),
         "output_fields": "\n".join(
@@ -137,36 +158,7 @@ def _queries(r: Resource) -> dict[str, str]:
         "assignments": ",\n".join(assignments),
         "admin_param": f"${n}",
         "owner_param": f"${n + 1}",
-        "references": py(references, indent=4),
-    }
-
-
-def _service(r: Resource) -> dict[str, str]:
-    own = [r.camel, f"New{r.camel}", f"{r.camel}Changes"]
-    routes = {
-        "service.deps": [
-            "CREATE",
-            "ITEM_READ",
-            "ITEM_WRITE",
-            "Cursor",
-            "CurrentUser",
-            "IfMatch",
-            "Limit",
-            "OwnerOrAdmin",
-            "Rt",
-        ],
-        "service.pagination": ["DEFAULT_LIMIT", "Page"],
-        f"service.{r.name}.schemas": own,
-        f"service.{r.name}.service": [r.name],
-    }
-    common = {
-        "service.crud": ["Crud"],
-        f"service.{r.name}": ["queries"],
-        f"service.{r.name}.schemas": [r.camel],
-    }
-    return {
-        "service_imports": imports(common),
-        "routes_imports": imports(routes),
+        "references": _literal(references),
     }
 
 
@@ -182,7 +174,7 @@ def _invalid(f: Field) -> list[str]:
     if f.length is not None:
         low, high = f.length
         bad = ['""'] if low else []
-        bad += [f'"x" * {high + 1:_}', py("nul\x00"), "5"]
+        bad += [f'"x" * {high + 1:_}', r'"nul\u0000"', "5"]
     else:
         bad = list(_INVALID[f.kind])
     return bad if f.optional else [*bad, "None", "MISSING"]
@@ -205,19 +197,19 @@ def _tests(r: Resource, referenced: list[Resource]) -> dict[str, str]:
     its fields call for (References, Optional)."""
     optional = [f.name for f in r.fields if f.optional]
     bases = [*(["References"] if r.references else []), *(["Optional"] if optional else [])]
-    invalid = [Code(f"({py(f.name)}, {value})") for f in r.fields for value in _invalid(f)]
+    invalid = [Code(f"({f.name!r}, {value})") for f in r.fields for value in _invalid(f)]
     crud = ["Maker", *(bases or ["CrudContract"])]
     crud += ["MISSING"] if "MISSING" in "".join(invalid) else []
     edges = {f.name: edge for f in r.fields if (edge := _edge(f)) is not None}
     return {
-        "imports": imports({"fixtures.crud": crud}),
+        "crud_names": ", ".join(crud),
         "bases": ", ".join(bases or ["CrudContract"]),
-        "makers": py({res.name: _maker(res) for res in (r, *referenced)}, indent=4),
-        "changed": py({f.name: _values(f)[1] for f in r.fields if f.kind != "ref"}, indent=4),
-        "edges": py(edges, indent=4),
-        "invalid": py(invalid, indent=4),
+        "makers": _literal({res.name: _maker(res) for res in (r, *referenced)}),
+        "changed": _literal({f.name: _values(f)[1] for f in r.fields if f.kind != "ref"}),
+        "edges": _literal(edges),
+        "invalid": _literal(invalid),
         "optional": (
-            f"\n    optional: ClassVar[list[str]] = {py(optional, indent=4)}" if optional else ""
+            f"\n    optional: ClassVar[list[str]] = {_literal(optional)}" if optional else ""
         ),
     }
 
@@ -243,7 +235,6 @@ def resource_files(
         **_migration(r),
         **_schemas(r),
         **_queries(r),
-        **_service(r),
         **_tests(r, referenced),
     }
     files = migration_files(

@@ -42,10 +42,14 @@ def resource(
 
     The service serves /api/v1/NAME with no edit; only the owner or an admin changes a row.
 
-    Exit 2: an invalid name or field, or NAME is taken. Exit 1: files exist (see --force).
+    The Python files are formatted by the checkout's ruff, which the development install has.
+
+    Exit 2: an invalid name or field, or NAME is taken. Exit 1: files exist (see --force),
+    or ruff is missing.
     """
     from apictl.scaffold.checkout import Checkout, plan_resource
     from apictl.scaffold.fields import ScaffoldError
+    from apictl.scaffold.formatter import FormatError
     from apictl.templating import write_files
     from service.config import load_settings
     from service.process.bundled import checkout_root
@@ -63,5 +67,7 @@ def resource(
         files = plan_resource(checkout, name, fields, singular)
     except ScaffoldError as exc:
         fail(str(exc), hint="see apictl scaffold resource --help", code=ExitCode.USAGE)
+    except FormatError as exc:
+        fail(str(exc), hint=exc.hint)
     write_files(files, force=force)
     console.print(f"next: apictl migrate, then pytest tests/{name}/")

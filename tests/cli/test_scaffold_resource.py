@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,14 @@ def run(project: Path) -> Run:
     """Run a program in the copy, importing the copy's packages: run("apictl", "migrate")."""
 
     def run_in_copy(
-        program: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+        program: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+        tools: Path = TOOLS,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(TOOLS / program), *args],
+            [str(tools / program), *args],
             cwd=project,
             env={**(env or os.environ), "PYTHONPATH": str(project)},
             capture_output=True,
@@ -241,6 +246,30 @@ def test_an_installed_apictl_refuses(run: Run, project: Path) -> None:
     result = run("apictl", "scaffold", "resource", *NOTES)
     assert result.returncode == 1
     assert "source checkout" in result.stderr
+    assert snapshot(project) == before
+
+
+def test_without_ruff_it_says_so_and_writes_nothing(
+    run: Run, project: Path, tmp_path: Path
+) -> None:
+    """An environment with no ruff beside its python nor on PATH: one error line, a hint."""
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", bare], check=True)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(bare), "platbase": str(bare)}))
+    # this environment's packages without its bin/ (where ruff is)
+    (site / "packages.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n"
+    )
+    path = [d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "ruff").exists()]
+    env = {**os.environ, "PATH": os.pathsep.join(path)}
+    before = snapshot(project)
+    result = run(
+        "python", "-m", "apictl", "scaffold", "resource", *NOTES, env=env, tools=bare / "bin"
+    )
+    assert result.returncode == 1
+    error, hint = result.stderr.strip().splitlines()
+    assert "ruff" in error
+    assert "development install" in hint
     assert snapshot(project) == before
 
 
