@@ -11,8 +11,8 @@ serve:
 test:
 	$(PY)/pytest
 lint:
-	$(PY)/ruff check . && $(PY)/ruff format --check . && $(PY)/mypy && $(PY)/apictl migrate lint \
-		&& $(PY)/python scripts/docgen.py --check
+	$(PY)/ruff check . && $(PY)/ruff format --check . && $(PY)/mypy && $(PY)/lint-imports \
+		&& $(PY)/apictl migrate lint && $(PY)/python scripts/docgen.py --check
 docs:  # regenerate the docs' generated pages from the code, then build the site into site/
 	$(PY)/python scripts/docgen.py && NO_MKDOCS_2_WARNING=1 $(PY)/mkdocs build --strict
 docs-serve:  # the site at http://127.0.0.1:8000, rebuilt on every change

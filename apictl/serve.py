@@ -1,6 +1,6 @@
 """`apictl serve`: the serving process's lifecycle, in order, one step per function.
 
-settings -> embedded servers -> migrations -> announce -> serving (service.process.serving:
+settings -> embedded servers -> migrations -> announce -> serving (service.serving:
 signals, workers, uvicorn), then exit 0 once SIGTERM has drained. What the steps resolved
 reaches the worker (and migrator) processes in one hand-over (service.process.handover).
 """
@@ -43,7 +43,7 @@ def serve(
     refuses to start while any are pending, unless --migrate. SIGTERM stops accepting, drains
     in-flight requests for up to APICTL_SHUTDOWN_TIMEOUT seconds, then exits 0.
     """
-    from service.process import serving
+    from service import serving
 
     settings = _settings(host, port, reload)
     own_servers = bool(settings.database_url and settings.redis_url)

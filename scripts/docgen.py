@@ -242,6 +242,7 @@ TREE = (
     "apictl/scaffold/",
     "service/",
     "service/app.py",
+    "service/serving.py",
     "service/config.py",
     "service/runtime.py",
     "service/deps.py",

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -18,14 +19,16 @@ from dotenv import dotenv_values
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.process import handover
-
 ENV_PREFIX = "APICTL_"
 ENV_FILE = ".env"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# What `apictl serve` resolved, as JSON of exactly these fields, for the processes it starts
+# (service.process.handover writes it; load_settings reads it, so settings own its format)
+HANDOVER_VARIABLE = "APICTL_HANDOVER"
+HANDOVER_FIELDS = ("database_url", "redis_url", "host", "port")
 
 
 def parse_duration(text: str | int) -> int:
@@ -366,12 +369,22 @@ def load_settings(**overrides: Any) -> Settings:
     first, then `overrides`.
     """
     try:
-        return Settings(**{**handover.read(), **overrides})
+        return Settings(**{**handed_over(), **overrides})
     except ValidationError as exc:
         problems: list[str] = []
         for error in exc.errors(include_url=False):
             problems += _describe(error).split("; ") if not error["loc"] else [_describe(error)]
         raise ConfigError(problems) from None
+
+
+def handed_over() -> dict[str, object]:
+    """The fields `apictl serve` handed over, as overrides for `load_settings`; empty when none
+    were."""
+    text = os.environ.get(HANDOVER_VARIABLE)
+    if not text:
+        return {}
+    handed: dict[str, object] = json.loads(text)
+    return {field: value for field, value in handed.items() if field in HANDOVER_FIELDS}
 
 
 def mask_url(url: str) -> str:

@@ -21,13 +21,13 @@ from uuid import UUID
 import asyncpg
 from pydantic import BaseModel
 
-from service.auth.tokens import Principal
+from service.auth.principal import Principal
+from service.backend import Backend
 from service.db import Connection
 from service.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from service.etags import etag, match
 from service.events.outbox import with_event
 from service.pagination import Page, decode_cursor, make_page
-from service.runtime import Runtime
 from service.tables import Table
 
 M = TypeVar("M", bound=BaseModel)
@@ -73,7 +73,7 @@ class Crud(Generic[M]):
         assert row is not None
         return self.model(**dict(row))
 
-    async def get(self, rt: Runtime, item_id: UUID) -> M:
+    async def get(self, rt: Backend, item_id: UUID) -> M:
         async with rt.db.connection() as conn:
             row = await conn.fetchrow(self.by_id, item_id)
         if row is None:
@@ -81,7 +81,7 @@ class Crud(Generic[M]):
         return self.from_row(row)
 
     async def page(
-        self, rt: Runtime, limit: int, cursor: str | None = None, owner_id: UUID | None = None
+        self, rt: Backend, limit: int, cursor: str | None = None, owner_id: UUID | None = None
     ) -> Page[M]:
         """Newest first; stable while others insert (new rows sort before the cursor)."""
         position = decode_cursor(cursor) if cursor is not None else None
@@ -91,11 +91,11 @@ class Crud(Generic[M]):
             rows = await conn.fetch(sql, *args, limit + 1)
         return make_page([self.from_row(r) for r in rows], limit, _position)
 
-    async def create(self, rt: Runtime, owner: Principal, new: BaseModel) -> M:
+    async def create(self, rt: Backend, owner: Principal, new: BaseModel) -> M:
         """A row owned by `owner` from the `fields` of `new` (INSERT's parameters, in order)."""
         return await self.insert_row(rt, owner.user_id, *(getattr(new, f) for f in self.fields))
 
-    async def insert_row(self, rt: Runtime, *args: Any) -> M:
+    async def insert_row(self, rt: Backend, *args: Any) -> M:
         """INSERT with `args`, and its `<noun>.created`."""
         rt.relay.check_room()
         with self.references_checked():
@@ -106,7 +106,7 @@ class Crud(Generic[M]):
 
     async def change(
         self,
-        rt: Runtime,
+        rt: Backend,
         actor: Principal,
         item_id: UUID,
         changes: BaseModel,
@@ -134,7 +134,7 @@ class Crud(Generic[M]):
         return self.from_row(row)
 
     async def remove(
-        self, rt: Runtime, actor: Principal, item_id: UUID, if_match: str | None = None
+        self, rt: Backend, actor: Principal, item_id: UUID, if_match: str | None = None
     ) -> None:
         """The guarded DELETE (owner or admin), and its `<noun>.deleted`."""
         rt.relay.check_room()

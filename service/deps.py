@@ -26,10 +26,10 @@ from fastapi import Depends, Header, Query
 from starlette.requests import Request
 
 from service.auth.callers import authenticated
-from service.auth.tokens import Principal
+from service.auth.principal import Principal
+from service.context import current_request
 from service.errors import Forbidden, Unauthorized
 from service.events import tickets
-from service.http.context import current_request
 from service.pagination import MAX_LIMIT
 from service.runtime import Runtime
 

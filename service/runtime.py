@@ -1,7 +1,8 @@
 """Everything a request or a CLI command works with, opened once and closed once.
 
 The API creates one Runtime in its lifespan (listening for token invalidations); each CLI
-command opens a small one for its own run. Service functions take it as their first argument.
+command opens a small one for its own run. Service functions take it as their first argument
+(typed as the parts they use, service.backend.Backend).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Scope
 
 from service.auth.client_ip import client_ip
-from service.auth.tokens import Principal
+from service.auth.principal import Principal
 from service.errors import AppError
 
 if TYPE_CHECKING:

@@ -5,17 +5,17 @@ from __future__ import annotations
 from uuid import UUID
 
 from service.auth import queries
+from service.auth.principal import IssuedToken, Principal
 from service.auth.schemas import AccessToken, TokenInfo
-from service.auth.tokens import IssuedToken, Principal
+from service.backend import Backend
 from service.errors import NotFound, RateLimited, Unauthorized, ValidationFailed
-from service.runtime import Runtime
 from service.users.schemas import normalize_name
 from service.users.service import find_user
 
 BAD_LOGIN = "invalid email or password"
 
 
-async def login(rt: Runtime, email: str, password: str, client_ip: str) -> AccessToken:
+async def login(rt: Backend, email: str, password: str, client_ip: str) -> AccessToken:
     """A login token for valid credentials; 401 alike for unknown email and wrong password."""
     email = email.strip().lower()
     wait = await rt.limiter.hit(f"ip:{client_ip}", f"email:{email}")
@@ -34,12 +34,12 @@ async def login(rt: Runtime, email: str, password: str, client_ip: str) -> Acces
     return AccessToken(access_token=issued.token, expires_at=issued.expires_at)
 
 
-async def logout(rt: Runtime, principal: Principal) -> None:
+async def logout(rt: Backend, principal: Principal) -> None:
     """End the token of this request, on every instance."""
     await revoke_token(rt, principal.token_id)
 
 
-async def create_api_token(rt: Runtime, email: str, name: str, ttl: int) -> IssuedToken:
+async def create_api_token(rt: Backend, email: str, name: str, ttl: int) -> IssuedToken:
     """A long-lived token for scripts; the caller shows it once."""
     try:
         name = normalize_name(name)
@@ -50,7 +50,7 @@ async def create_api_token(rt: Runtime, email: str, name: str, ttl: int) -> Issu
         return await rt.tokens.issue(conn, user.id, "api", name, ttl)
 
 
-async def list_tokens(rt: Runtime, email: str | None = None) -> list[TokenInfo]:
+async def list_tokens(rt: Backend, email: str | None = None) -> list[TokenInfo]:
     if email is not None:
         email = (await find_user(rt, email)).email
     async with rt.db.connection() as conn:
@@ -58,7 +58,7 @@ async def list_tokens(rt: Runtime, email: str | None = None) -> list[TokenInfo]:
     return [TokenInfo(**dict(row)) for row in rows]
 
 
-async def revoke_token(rt: Runtime, token_id: UUID) -> None:
+async def revoke_token(rt: Backend, token_id: UUID) -> None:
     """Delete a token; it stops working on every instance at once."""
     async with rt.db.connection() as conn:
         token_hash = await conn.fetchval(queries.DELETE_TOKEN, token_id)

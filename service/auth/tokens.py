@@ -15,8 +15,6 @@ import hashlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -24,6 +22,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from service.auth import queries
+from service.auth.principal import IssuedToken
+from service.auth.principal import Principal as Principal  # re-exported: bench/seed.py
 from service.db import Connection, Database
 from service.errors import Unauthorized
 from service.process.cancellation import stop_if_cancelled
@@ -34,25 +34,6 @@ CHANNEL = "apictl:tokens:invalidate"
 CACHE_TTL = 10.0
 CACHE_MAX = 100_000
 log = logging.getLogger("apictl.auth")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a request acts for."""
-
-    user_id: UUID
-    token_id: UUID
-    is_admin: bool
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedToken:
-    """A new token: `token` is shown once and never stored."""
-
-    token: str
-    id: UUID
-    expires_at: datetime
 
 
 def token_digest(token: str) -> bytes:

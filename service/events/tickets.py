@@ -17,7 +17,7 @@ from uuid import UUID
 
 from redis.exceptions import RedisError
 
-from service.auth.tokens import Principal
+from service.auth.principal import Principal
 from service.errors import ServiceUnavailable, Unauthorized
 from service.events.schemas import StreamTicket
 from service.runtime import Runtime

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from service.http.context import RequestInfo
+from service.context import RequestInfo
 
 FLUSH_SECONDS = 0.2
 BATCH = 512

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Send
 
+from service.context import current_request_id
 from service.errors import (
     AppError,
     InternalError,
@@ -28,7 +29,6 @@ from service.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from service.http.context import current_request_id
 from service.validation import error_details
 
 # The first level of the tree: one error per status (deeper ones refine their parent's)

@@ -1,1 +1,1 @@
-"""The process: embedded servers, logs, Redis client, hand-over, the serving loop (uvicorn)."""
+"""The process: embedded servers, logs, Redis client, hand-over, shutdown and cancellation."""

@@ -3,30 +3,22 @@
 One environment variable, APICTL_HANDOVER, holds JSON of exactly the resolved fields: the
 servers' URLs (embedded ones included) and the command line's host and port. `load_settings`
 applies it under its explicit overrides, so a child reads the settings its supervisor used.
+The format and its reading belong to service.config, below the process: here it is written.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from service.config import Settings
+from service.config import HANDOVER_FIELDS as FIELDS
+from service.config import HANDOVER_VARIABLE as VARIABLE
+from service.config import Settings
+from service.config import handed_over as read
 
-VARIABLE = "APICTL_HANDOVER"
-FIELDS = ("database_url", "redis_url", "host", "port")
+__all__ = ["FIELDS", "VARIABLE", "read", "write"]
 
 
 def write(settings: Settings) -> None:
     """Hand `settings`' resolved fields to every process started from now on."""
     os.environ[VARIABLE] = json.dumps({field: getattr(settings, field) for field in FIELDS})
-
-
-def read() -> dict[str, object]:
-    """The handed-over fields, as overrides for `load_settings`; empty when none were."""
-    text = os.environ.get(VARIABLE)
-    if not text:
-        return {}
-    handed: dict[str, object] = json.loads(text)
-    return {field: value for field, value in handed.items() if field in FIELDS}

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from service.config import Settings
-from service.http.context import current_request_id
+from service.context import current_request_id
 
 # Attributes a LogRecord always has; anything else was passed through `extra=`.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {

@@ -12,11 +12,11 @@ from uuid import UUID
 import asyncpg
 
 from service.auth import queries as auth_queries
-from service.auth.tokens import Principal
+from service.auth.principal import Principal
+from service.backend import Backend
 from service.crud import Crud
 from service.errors import Conflict, Forbidden, NotFound
 from service.pagination import Page
-from service.runtime import Runtime
 from service.users import queries
 from service.users.schemas import NewUser, User, UserChanges
 
@@ -26,7 +26,7 @@ Outcome = Literal["created", "updated", "unchanged"]
 users = Crud(queries.TABLE, User, "user", insert=queries.INSERT)
 
 
-async def create_user(rt: Runtime, new: NewUser, *, is_admin: bool = False) -> User:
+async def create_user(rt: Backend, new: NewUser, *, is_admin: bool = False) -> User:
     """A new user; Conflict if the email is taken (whatever its case)."""
     password_hash = await rt.passwords.hash(new.password)
     try:
@@ -35,11 +35,11 @@ async def create_user(rt: Runtime, new: NewUser, *, is_admin: bool = False) -> U
         raise Conflict(f"a user with email {new.email} already exists") from None
 
 
-async def get_user(rt: Runtime, user_id: UUID) -> User:
+async def get_user(rt: Backend, user_id: UUID) -> User:
     return await users.get(rt, user_id)
 
 
-async def find_user(rt: Runtime, email: str) -> User:
+async def find_user(rt: Backend, email: str) -> User:
     """The user with this email (any case); NotFound otherwise."""
     async with rt.db.connection() as conn:
         row = await conn.fetchrow(queries.BY_EMAIL, email.strip().lower())
@@ -48,7 +48,7 @@ async def find_user(rt: Runtime, email: str) -> User:
     return users.from_row(row)
 
 
-async def list_users(rt: Runtime, limit: int, cursor: str | None = None) -> Page[User]:
+async def list_users(rt: Backend, limit: int, cursor: str | None = None) -> Page[User]:
     """Users newest first, `limit` per page."""
     return await users.page(rt, limit, cursor)
 
@@ -62,7 +62,7 @@ def _authorize_fields(actor: Principal | None, changes: UserChanges) -> None:
 
 
 async def update_user(
-    rt: Runtime,
+    rt: Backend,
     actor: Principal | None,
     user_id: UUID,
     changes: UserChanges,
@@ -95,7 +95,7 @@ async def update_user(
     return users.from_row(row)
 
 
-async def delete_user(rt: Runtime, user_id: UUID, if_match: str | None = None) -> None:
+async def delete_user(rt: Backend, user_id: UUID, if_match: str | None = None) -> None:
     """Delete a user with their tokens and posts (the API lets only admins: deps.AdminUser)."""
     async with rt.db.connection() as conn, users.precondition(conn, user_id, if_match):
         deleted = await conn.fetchval(queries.DELETE, user_id)
@@ -105,7 +105,7 @@ async def delete_user(rt: Runtime, user_id: UUID, if_match: str | None = None) -
 
 
 async def ensure_user(
-    rt: Runtime, email: str, name: str, password: str | None, *, is_admin: bool
+    rt: Backend, email: str, name: str, password: str | None, *, is_admin: bool
 ) -> tuple[User, Outcome]:
     """Create the user if missing, else bring name, admin flag (and password, if given) in line."""
     try:
@@ -133,7 +133,7 @@ async def ensure_user(
     return await update_user(rt, None, existing.id, changes), "updated"
 
 
-async def _password_matches(rt: Runtime, user_id: UUID, password: str) -> bool:
+async def _password_matches(rt: Backend, user_id: UUID, password: str) -> bool:
     async with rt.db.connection() as conn:
         password_hash = await conn.fetchval(queries.PASSWORD_HASH, user_id)
     return await rt.passwords.verify(password_hash, password)

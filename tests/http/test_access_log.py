@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from service.context import RequestInfo
 from service.http.access_log import AccessLog
-from service.http.context import RequestInfo
 
 # within one millisecond, the next millisecond, the next second, a day later
 MOMENTS = [1764763199.9981, 1764763199.9984, 1764763199.9991, 1764763200.0003, 1764849600.5]

@@ -11,8 +11,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import Message, Receive, Scope, Send
 
+from service.context import RequestInfo
 from service.http.access_log import AccessLog
-from service.http.context import RequestInfo
 from service.http.metrics import Metrics
 from service.http.middleware.request_context import RequestContextMiddleware
 from service.process.logs import ConsoleFormatter, JsonFormatter

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.context import RequestInfo, current_request
 from service.errors import InternalError
 from service.http.access_log import AccessLog
-from service.http.context import RequestInfo, current_request
 from service.http.errors import send_error
 from service.http.metrics import Metrics
 
