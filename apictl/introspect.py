@@ -30,13 +30,15 @@ def _app() -> FastAPI:
 def routes(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """List every route: methods, path, the access rule it declares and the handler serving it.
+    """List every route: methods, path, its access rule and options, and the handler serving it.
 
     auth: none (anyone), token (any valid bearer token), admin (an admin's token), owner or
     admin (the row's owner or an admin), self or admin (the user themselves or an admin),
     admin unless open signup. It is read from the access rule each endpoint declares (its
-    dependencies), the same declaration that enforces it. runs: compiled (apictl's direct path
-    for declared routes) or why FastAPI's own per-request machinery runs it.
+    dependencies), the same declaration that enforces it. options, as the route declares them:
+    etag (ETag and 304 on If-None-Match), idempotent (Idempotency-Key), counted (by the API
+    rate limit). runs: compiled (apictl's direct path for declared routes) or why FastAPI's own
+    per-request machinery runs it.
     """
     from service.ops.route_table import route_table
 
@@ -49,12 +51,15 @@ def routes(
             ", ".join(r.methods),
             r.path,
             f"[{_AUTH_STYLE.get(r.auth, 'bold red')}]{r.auth}[/]",
+            ", ".join(r.options),
             r.handler,
             r.runs if r.runs == "compiled" else f"[yellow]FastAPI[/]: {r.runs}",
         )
         for r in table
     ]
-    print_table(f"{len(table)} routes", ["methods", "path", "auth", "handler", "runs"], rows)
+    print_table(
+        f"{len(table)} routes", ["methods", "path", "auth", "options", "handler", "runs"], rows
+    )
 
 
 def openapi(

@@ -17,27 +17,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import __version__
 from service.config import Settings, load_settings
 from service.http.access_log import AccessLog
-from service.http.compiled import CompiledRoutes
 from service.http.docs import OPENAPI_PATH, install_docs
 from service.http.errors import ERROR_RESPONSES, install_error_handlers
+from service.http.frameworks.fastapi import ServiceApp
 from service.http.metrics import Metrics
 from service.http.middleware import rate_limit
 from service.http.middleware.body_limit import BodyLimitMiddleware
 from service.http.middleware.conditional import ConditionalMiddleware
 from service.http.middleware.idempotency import IdempotencyMiddleware
-from service.http.middleware.liveness import LivenessMiddleware
 from service.http.middleware.request_context import RequestContextMiddleware
 from service.http.middleware.selective import WhenHeader
+from service.http.routing import MatchRoute, RouteTable, RunRoute
 from service.process.logs import configure_logging
 from service.process.migration_state import migration_ids, migrations_dir
 from service.process.shutdown import on_termination
@@ -74,40 +71,6 @@ _RESPONSE_HEADERS = (
 # Routes are matched in router order: the busiest built-in ones first (no two routers share a
 # path), then every other package's, by name.
 BUSIEST_FIRST = ("posts", "users", "auth", "events", "health")
-
-
-class ServiceApp(FastAPI):
-    """FastAPI, entered straight into apictl's middleware (`middleware_stack`).
-
-    FastAPI puts three layers of its own outside the user middleware (ServerErrorMiddleware,
-    its telemetry hook, a body-limit layer) and asks its native telemetry whether it is on at
-    every call. apictl has its own of each: RequestContextMiddleware is the last-resort 500 (in
-    the unified body), BodyLimitMiddleware bounds bodies, and native telemetry is off. Those
-    layers only added frames that every await of every request resumes through: about 4 % of a
-    read's samples in py-spy. Inside apictl's middleware the stack is FastAPI's own:
-    ExceptionMiddleware (the app's exception handlers), AsyncExitStackMiddleware, the router.
-    """
-
-    def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = ExceptionMiddleware(
-            AsyncExitStackMiddleware(self.router),
-            handlers=self.exception_handlers,
-            debug=self.debug,
-        )
-        for cls, args, kwargs in reversed(self.user_middleware):
-            app = cls(app, *args, **kwargs)
-        return app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan and websockets: FastAPI's own way
-            await super().__call__(scope, receive, send)
-            return
-        if self.root_path:
-            scope["root_path"] = self.root_path
-        scope["app"] = self
-        if self.middleware_stack is None:
-            self.middleware_stack = self.build_middleware_stack()
-        await self.middleware_stack(scope, receive, send)
 
 
 def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
@@ -170,7 +133,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
 
         def openapi() -> dict[str, Any]:
             if app.openapi_schema is None:
-                app.openapi_schema = rate_limit.document(document_api())
+                app.openapi_schema = rate_limit.document(document_api(), RouteTable(app.routes))
             return app.openapi_schema
 
         app.openapi = openapi  # type: ignore[method-assign]
@@ -186,8 +149,9 @@ def middleware_stack(
 ) -> list[Middleware]:
     """Every request passes these, outermost first; CORS only when origins are configured.
 
-    Innermost, the app's compiled routes (service/http/compiled.py) answer what they can;
-    everything else goes on to FastAPI's router.
+    Each request is matched to its route once, before the layers that depend on the route
+    (service/http/routing.py); innermost, compiled routes answer what they can, everything else
+    goes on to FastAPI's router.
     """
     cors = Middleware(
         WhenHeader,
@@ -210,7 +174,6 @@ def middleware_stack(
             spans=tracing.server_spans() if tracing else None,
         ),
         *([cors] if settings.cors_origins else []),
-        Middleware(LivenessMiddleware),  # inside CORS: a browser probing /health gets headers
         Middleware(
             WhenHeader,
             header=b"accept-encoding",
@@ -219,13 +182,14 @@ def middleware_stack(
             minimum_size=GZIP_MIN_BYTES,
             compresslevel=GZIP_LEVEL,
         ),
+        Middleware(MatchRoute, fastapi_app=app),  # what follows reads the route's options
         Middleware(rate_limit.RateLimitMiddleware, fastapi_app=app),  # before any body is read
         Middleware(
             BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout
         ),
-        Middleware(ConditionalMiddleware),  # ETag, 304 and Cache-Control on /api/v1
-        Middleware(IdempotencyMiddleware, fastapi_app=app),  # Idempotency-Key on creating POSTs
-        *([Middleware(CompiledRoutes, fastapi_app=app)] if settings.compiled_routes else []),
+        Middleware(ConditionalMiddleware),  # ETag, 304 and Cache-Control on API routes
+        Middleware(IdempotencyMiddleware, fastapi_app=app),  # Idempotency-Key where declared
+        *([Middleware(RunRoute, fastapi_app=app)] if settings.compiled_routes else []),
     ]
 
 

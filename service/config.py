@@ -167,8 +167,8 @@ class Settings(BaseSettings):
     )
     api_rate_limit: Annotated[RateLimit | None, NoDecode] = Field(
         RateLimit(1200, 60),
-        description="requests per caller (token's user, else client address) to /api/v1 but"
-        " login; `off` disables",
+        description="requests per caller (token's user, else client address) to the API's"
+        " routes (all but login); `off` disables",
         examples=["1200/minute"],
     )
     event_backlog_limit: int = Field(

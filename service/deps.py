@@ -25,7 +25,7 @@ from uuid import UUID
 from fastapi import Depends, Header, Query
 from starlette.requests import Request
 
-from service.auth.callers import authenticated
+from service.auth.callers import authenticated, bearer_token
 from service.auth.principal import Principal
 from service.context import current_request
 from service.errors import Forbidden, Unauthorized
@@ -55,22 +55,11 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime(request)
 
 
-def bearer_token(request: Request) -> str | None:
-    """The token of `Authorization: Bearer <token>`, None without the header."""
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("expected Authorization: Bearer <token>")
-    return token.strip()
-
-
 @access("token")
 async def current_principal(request: Request) -> Principal:
     principal = authenticated(request.scope)  # checked already by a middleware
     if principal is None:
-        token = bearer_token(request)
+        token = bearer_token(request.scope)
         if token is None:
             raise Unauthorized()
         principal = await runtime(request).tokens.authenticate(token)
@@ -150,9 +139,8 @@ Cursor = Annotated[
     str | None, Query(max_length=200, description="next_cursor of the previous page")
 ]
 
-# Conditional requests on item endpoints (docs/api/conditional-requests.md;
-# service/http/middleware/conditional.py tags every response of a route declared with ITEM_READ
-# or ITEM_WRITE, crud.Crud checks If-Match)
+# If-Match on item endpoints (docs/api/conditional-requests.md): crud.Crud checks it with the
+# row locked; ETags are a route option (service/http/route_options.py)
 IfMatch = Annotated[
     str | None,
     Header(
@@ -161,57 +149,3 @@ IfMatch = Annotated[
         max_length=1000,
     ),
 ]
-_ETAG = {"ETag": {"description": "The version of this item", "schema": {"type": "string"}}}
-_IF_NONE_MATCH = {
-    "name": "If-None-Match",
-    "in": "header",
-    "required": False,
-    "description": "The ETag you hold: 304 (no body) while it is current",
-    "schema": {"type": "string"},
-}
-ITEM_READ: dict[str, Any] = {
-    "responses": {200: {"headers": _ETAG}, 304: {"description": "Not modified", "headers": _ETAG}},
-    "openapi_extra": {"parameters": [_IF_NONE_MATCH]},
-}
-ITEM_WRITE: dict[str, Any] = {"responses": {200: {"headers": _ETAG}}}
-
-
-def tagged(route: Any) -> bool:
-    """Whether `route` (an APIRoute) was declared with ITEM_READ or ITEM_WRITE."""
-    success = getattr(route, "responses", {}).get(200, {})
-    return "ETag" in success.get("headers", {})
-
-
-# Creating POSTs keep their answer per Idempotency-Key (docs/api/idempotency.md;
-# service/http/middleware/idempotency.py serves every route declared with CREATE)
-IDEMPOTENCY_KEY = "Idempotency-Key"
-CREATE: dict[str, Any] = {
-    "responses": {
-        201: {
-            "headers": {
-                "Idempotent-Replayed": {
-                    "description": "true when this is the kept answer to an earlier request",
-                    "schema": {"type": "string", "enum": ["true"]},
-                }
-            }
-        }
-    },
-    "openapi_extra": {
-        "parameters": [
-            {
-                "name": IDEMPOTENCY_KEY,
-                "in": "header",
-                "required": False,
-                "description": "Retry safely: the first answer to this key (1..255 visible"
-                " ASCII) is kept 24 h and replayed; another body with it is 422",
-                "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
-            }
-        ]
-    },
-}
-
-
-def idempotent(route: Any) -> bool:
-    """Whether `route` (an APIRoute) was declared with CREATE."""
-    extra = getattr(route, "openapi_extra", None) or {}
-    return any(p.get("name") == IDEMPOTENCY_KEY for p in extra.get("parameters", ()))

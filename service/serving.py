@@ -38,7 +38,7 @@ def run(workers: int = 1, reload: bool = False) -> None:
     """uvicorn until a signal has drained it; each worker builds its app with app_from_env."""
     import uvicorn
 
-    from service.http.protocol import LimitedHttpToolsProtocol
+    from service.http.frameworks.uvicorn import LimitedHttpToolsProtocol
 
     settings = load_settings()
     # uvicorn re-raises SIGTERM/SIGINT once it has drained: ignored, a graceful stop exits 0

@@ -13,7 +13,7 @@ from starlette.types import Scope
 
 from service.auth.client_ip import client_ip
 from service.auth.principal import Principal
-from service.errors import AppError
+from service.errors import AppError, Unauthorized
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -28,18 +28,28 @@ async def caller(runtime: Runtime, scope: Scope) -> str | None:
     known = authenticated(scope)
     if known is not None:
         return f"user:{known.user_id}"
+    try:
+        token = bearer_token(scope)
+        if token is None:
+            return address(runtime, scope)
+        principal = await runtime.tokens.authenticate(token)
+    except AppError:
+        return None
+    scope[AUTHENTICATED] = principal
+    return f"user:{principal.user_id}"
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The token of `Authorization: Bearer <token>`, None without the header; Unauthorized
+    for another scheme or an empty token. The one reading of the header."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-            try:
-                principal = await runtime.tokens.authenticate(token.strip())
-            except AppError:
-                return None
-            scope[AUTHENTICATED] = principal
-            return f"user:{principal.user_id}"
-    return address(runtime, scope)
+            header: str = value.decode("latin-1")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("expected Authorization: Bearer <token>")
+            return token.strip()
+    return None
 
 
 def address(runtime: Runtime, scope: Scope) -> str:

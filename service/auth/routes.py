@@ -10,11 +10,13 @@ from service.auth import service
 from service.auth.client_ip import client_ip
 from service.auth.schemas import AccessToken, LoginRequest
 from service.deps import CurrentUser, Rt
+from service.http.route_options import ApiRoute, route_options
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=ApiRoute)
 
 
 @router.post("/login", summary="Exchange email and password for a bearer token")
+@route_options(counted=False)  # it has a limit of its own, per address and account
 async def login(body: LoginRequest, request: Request, rt: Rt) -> AccessToken:
     ip = client_ip(request.scope, rt.trusted_proxies)
     return await service.login(rt, body.email, body.password, ip)

@@ -11,8 +11,9 @@ from service.events import tickets
 from service.events.bus import EVENT_ID_PATTERN
 from service.events.schemas import StreamTicket
 from service.events.sse import EventStreamResponse
+from service.http.route_options import ApiRoute
 
-router = APIRouter(prefix="/api/v1", tags=["events"])
+router = APIRouter(prefix="/api/v1", tags=["events"], route_class=ApiRoute)
 
 
 @router.get(

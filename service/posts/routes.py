@@ -9,9 +9,6 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from service.deps import (
-    CREATE,
-    ITEM_READ,
-    ITEM_WRITE,
     CurrentUser,
     Cursor,
     IfMatch,
@@ -19,11 +16,12 @@ from service.deps import (
     OwnerOrAdmin,
     Rt,
 )
+from service.http.route_options import ApiRoute, route_options
 from service.pagination import DEFAULT_LIMIT, Page
 from service.posts.schemas import NewPost, Post, PostChanges
 from service.posts.service import posts
 
-router = APIRouter(prefix="/api/v1/posts", tags=["posts"])
+router = APIRouter(prefix="/api/v1/posts", tags=["posts"], route_class=ApiRoute)
 
 
 @router.get("", summary="Posts, newest first")
@@ -37,17 +35,20 @@ async def list_posts(
     return await posts.page(rt, limit, cursor, author_id)
 
 
-@router.post("", status_code=201, summary="Write a post as the caller", **CREATE)
+@router.post("", status_code=201, summary="Write a post as the caller")
+@route_options(idempotent=True)
 async def create_post(new: NewPost, rt: Rt, caller: CurrentUser) -> Post:
     return await posts.create(rt, caller, new)
 
 
-@router.get("/{post_id}", summary="One post", **ITEM_READ)
+@router.get("/{post_id}", summary="One post")
+@route_options(etag=True)
 async def get_post(post_id: UUID, rt: Rt, caller: CurrentUser) -> Post:
     return await posts.get(rt, post_id)
 
 
-@router.patch("/{post_id}", summary="Change a post (author or admin)", **ITEM_WRITE)
+@router.patch("/{post_id}", summary="Change a post (author or admin)")
+@route_options(etag=True)
 async def update_post(
     post_id: UUID, changes: PostChanges, rt: Rt, caller: OwnerOrAdmin, if_match: IfMatch = None
 ) -> Post:

@@ -8,9 +8,6 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service.deps import (
-    CREATE,
-    ITEM_READ,
-    ITEM_WRITE,
     AdminUser,
     CurrentUser,
     Cursor,
@@ -20,21 +17,22 @@ from service.deps import (
     SelfOrAdmin,
     SignupCaller,
 )
+from service.http.route_options import ApiRoute, route_options
 from service.pagination import DEFAULT_LIMIT, Page
 from service.users import service
 from service.users.schemas import NewUser, User, UserChanges
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=ApiRoute)
 
 
-@router.post(
-    "", status_code=201, summary="Create a user (admin, or anyone with open signup)", **CREATE
-)
+@router.post("", status_code=201, summary="Create a user (admin, or anyone with open signup)")
+@route_options(idempotent=True)
 async def create_user(new: NewUser, rt: Rt, caller: SignupCaller) -> User:
     return await service.create_user(rt, new)
 
 
-@router.get("/me", summary="The calling user", **ITEM_READ)
+@router.get("/me", summary="The calling user")
+@route_options(etag=True)
 async def me(rt: Rt, caller: CurrentUser) -> User:
     return await service.get_user(rt, caller.user_id)
 
@@ -46,14 +44,14 @@ async def list_users(
     return await service.list_users(rt, limit, cursor)
 
 
-@router.get("/{user_id}", summary="One user", **ITEM_READ)
+@router.get("/{user_id}", summary="One user")
+@route_options(etag=True)
 async def get_user(user_id: UUID, rt: Rt, caller: CurrentUser) -> User:
     return await service.get_user(rt, user_id)
 
 
-@router.patch(
-    "/{user_id}", summary="Change a user: self (name, password) or admin (all)", **ITEM_WRITE
-)
+@router.patch("/{user_id}", summary="Change a user: self (name, password) or admin (all)")
+@route_options(etag=True)
 async def update_user(
     user_id: UUID, changes: UserChanges, rt: Rt, caller: SelfOrAdmin, if_match: IfMatch = None
 ) -> User:

@@ -17,7 +17,7 @@ import pytest
 
 from fixtures.accounts import Account
 from fixtures.servers import RunningServer
-from service.http.protocol import HEADER_TIMEOUT, MAX_HEADER_BYTES
+from service.http.frameworks.uvicorn import HEADER_TIMEOUT, MAX_HEADER_BYTES
 
 MIB = 1024 * 1024
 

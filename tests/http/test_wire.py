@@ -1,5 +1,5 @@
 """What a client reads off the socket: each response whole in one piece, in order, and the
-last one before the server hangs up (service.http.protocol.JoinedWrites)."""
+last one before the server hangs up (service.http.frameworks.uvicorn.JoinedWrites)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""ETag, If-None-Match and Cache-Control on /api/v1, for every route runner.
+"""ETag, If-None-Match and Cache-Control on the API's answers, for every route runner.
 
-A route declared with `deps.ITEM_READ` or `deps.ITEM_WRITE` (an ETag header on its 200) gets a
-strong ETag on its 200s, the hash of the body (`service.etags`); a GET whose If-None-Match holds
-that tag is answered 304 with no body. GETs with an ETag may be cached privately if revalidated
-(`private, no-cache`); every other JSON answer of the API is `no-store`. If-Match is the CRUD
-rules' business: it must be checked with the row locked, before the change.
+A route declared `etag` (service/http/route_options.py) gets a strong ETag on its 200s, the
+hash of the body (`service.etags`); a GET whose If-None-Match holds that tag is answered 304
+with no body. GETs with an ETag may be cached privately if revalidated (`private, no-cache`);
+every other JSON answer of an API route, or of a request no route matched (an error), is
+`no-store`. Routes that are not API routes (health, metrics, docs) are left alone. If-Match is
+the CRUD rules' business: it must be checked with the row locked, before the change.
 
 Innermost but for the compiled routes, so it sees the body before gzip and after either runner.
 The rules: docs/api/conditional-requests.md.
@@ -14,10 +15,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.deps import tagged
 from service.etags import etag, none_match
+from service.http.routing import matched
 
-PREFIX = "/api/v1/"
 NO_STORE = (b"cache-control", b"no-store")
 REVALIDATE = (b"cache-control", b"private, no-cache")
 _DROPPED_BY_304 = (b"content-length", b"content-type")
@@ -28,15 +28,17 @@ class ConditionalMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+        entry = matched(scope) if scope["type"] == "http" else None
+        if scope["type"] != "http" or (entry is not None and not entry.api):
             await self.app(scope, receive, send)
             return
+        tagged = entry is not None and entry.etag
         held: Message | None = None
 
         async def send_conditional(message: Message) -> None:
             nonlocal held
             if message["type"] == "http.response.start":
-                if message["status"] == 200 and tagged(scope.get("route")):
+                if message["status"] == 200 and tagged:
                     held = message  # tagged once its body is known
                     return
                 headers = message.setdefault("headers", [])

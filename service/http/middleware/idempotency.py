@@ -1,6 +1,6 @@
 """Idempotency-Key on creating POSTs (docs/api/idempotency.md), modelled on the IETF httpapi draft.
 
-For a POST to a route declared with `deps.CREATE` that carries the header:
+For a POST to a route declared `idempotent` (service/http/route_options.py) with the header:
 - the key (1..255 visible ASCII) is claimed for (caller, method, path, key), the caller being
   the token's user, or the client address without a token (`service.idempotency`);
 - the winner runs; its answer (status, content type, body) is kept unless it is a 5xx;
@@ -15,15 +15,13 @@ import hashlib
 import re
 
 from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth.callers import caller
-from service.deps import idempotent
 from service.errors import AppError, Conflict, IdempotencyKeyReused, ValidationFailed
 from service.http.errors import send_error
 from service.http.middleware.body_limit import BODY_KEY
+from service.http.routing import matched
 from service.idempotency import Slot
 from service.runtime import Runtime
 
@@ -35,16 +33,14 @@ class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
-        self.creating = [
-            r.matches for r in iter_route_contexts(fastapi_app.routes) if idempotent(r)
-        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         key = next((v for k, v in scope["headers"] if k == b"idempotency-key"), None)
-        if key is None or not any(m(scope)[0] is Match.FULL for m in self.creating):
+        entry = matched(scope)
+        if key is None or entry is None or not entry.idempotent:
             await self.app(scope, receive, send)
             return
         if not _VALID_KEY.match(key):

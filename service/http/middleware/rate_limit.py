@@ -1,5 +1,6 @@
-"""The API rate limit (docs/api/rate-limits.md): every /api/v1 request but login counts against
-its caller, the token's user or else the client address (`auth.ratelimit.ApiLimiter`).
+"""The API rate limit (docs/api/rate-limits.md): every request to a route declared `counted` (every
+API route but login, which has a limit of its own) counts against its caller, the token's user
+or else the client address (`auth.ratelimit.ApiLimiter`).
 
 Counted responses carry the fields of draft-ietf-httpapi-ratelimit-headers:
 
@@ -19,26 +20,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.auth.callers import address, caller
 from service.errors import RateLimited
 from service.http.errors import send_error
+from service.http.routing import RouteTable, matched
 from service.runtime import Runtime
 
-PREFIX = "/api/v1/"
-NOT_COUNTED = frozenset({"/api/v1/auth/login"})  # it has a limit of its own
 _HEADERS = {
     "RateLimit-Policy": 'The limit: `"api";q=<requests>;w=<seconds>`',
     "RateLimit": 'What is left of it: `"api";r=<remaining>;t=<seconds until reset>`',
 }
 
 
-def document(openapi: dict[str, Any]) -> dict[str, Any]:
+def document(openapi: dict[str, Any], table: RouteTable) -> dict[str, Any]:
     """Declare the RateLimit fields on every response of the counted operations."""
     headers = {
         name: {"description": text, "schema": {"type": "string"}} for name, text in _HEADERS.items()
     }
-    for path, operations in openapi.get("paths", {}).items():
-        if not path.startswith(PREFIX) or path in NOT_COUNTED:
+    paths = openapi.get("paths", {})
+    for entry in table.entries:
+        if not entry.counted:
             continue
-        for operation in operations.values():
-            for response in operation.get("responses", {}).values():
+        operations = paths.get(entry.view.openapi_path, {})
+        for method in entry.route.methods or ():
+            for response in operations.get(method.lower(), {}).get("responses", {}).values():
                 response["headers"] = {**response.get("headers", {}), **headers}
     return openapi
 
@@ -49,10 +51,10 @@ class RateLimitMiddleware:
         self.fastapi_app = fastapi_app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"] if scope["type"] == "http" else ""
+        entry = matched(scope)
         runtime: Runtime | None = getattr(self.fastapi_app.state, "runtime", None)
         limiter = runtime.api_limiter if runtime is not None else None
-        if limiter is None or not path.startswith(PREFIX) or path in NOT_COUNTED:
+        if limiter is None or entry is None or not entry.counted:
             await self.app(scope, receive, send)
             return
         assert runtime is not None

@@ -1,20 +1,23 @@
-"""uvicorn's httptools protocol with the limits it lacks on request headers, and a response's
-head and body sent in one write.
+"""uvicorn beyond its documented API: its httptools protocol, subclassed, with the limits it lacks
+on request headers, and a response's head and body sent in one write.
 
-uvicorn puts no deadline on request headers (a "slowloris" client sending a byte now and then
-holds its connection for ever) and httptools no cap on their size. Here headers must arrive
-within HEADER_TIMEOUT of the connection, or of the first packet of a request that did not
-carry them all, and weigh at most MAX_HEADER_BYTES; otherwise the client gets a 408 or 431 in
-the unified error body and the connection is closed. Protocol errors answer 400 in the same
-body rather than plain text.
+uvicorn documents `Config(http=...)` as taking a protocol class, but not the protocol's insides.
+What is used of them, and why:
+- `HttpToolsProtocol` subclassed; `connection_made`, `connection_lost`, `data_received`,
+  `on_headers_complete` extended: the header deadline and size cap (uvicorn has neither, and
+  httptools no cap: a "slowloris" client sending a byte now and then holds its connection);
+- `self.scope` read between a request's first byte and its last header (it has no "method"
+  until the headers are complete): to count header bytes only while they arrive;
+- `send_400_response` replaced: protocol errors answer 400 in the unified error body, not text;
+- `_start_asgi_task` extended and `RequestResponseCycle.transport` swapped for `JoinedWrites`:
+  uvicorn writes a response's status line and headers when the app starts the response and its
+  body at the next message, two system calls (and TCP segments) where one does;
+- `uvicorn._types.ASGI3Application`: the type of that method's argument.
 
-It costs a request nothing when its headers come in one packet (the usual case): no timer,
-no per-header callback; only a request whose headers are still incomplete after a packet is
-counted and timed.
-
-uvicorn writes a response's status line and headers when the app starts the response and its
-body at the next message: two system calls (and two TCP segments) per response where one does
-(JoinedWrites).
+Headers must arrive within HEADER_TIMEOUT of the connection, or of the first packet of a request
+that did not carry them all, and weigh at most MAX_HEADER_BYTES; otherwise the client gets a
+408 or 431 in the unified error body and the connection is closed. It costs a request nothing
+when its headers come in one packet (the usual case): no timer, no per-header callback.
 """
 
 from __future__ import annotations
