@@ -8,6 +8,7 @@ reaches the worker (and migrator) processes in one hand-over (service.process.ha
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from apictl.errors import ExitCode
 from apictl.output import console, fail
 
 if TYPE_CHECKING:
@@ -35,17 +37,47 @@ def serve(
     migrate: Annotated[
         bool, typer.Option("--migrate", help="Apply pending migrations first, even in production")
     ] = False,
+    max_requests: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Replace each worker after about this many requests, failing none (needs"
+            " --workers 2 or more; default: APICTL_MAX_REQUESTS, else never)",
+        ),
+    ] = None,
+    max_requests_jitter: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Up to this many more requests, at random per worker, so workers are not"
+            " replaced together (default: APICTL_MAX_REQUESTS_JITTER, else 0)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API with uvicorn; SIGTERM drains in-flight requests and exits 0.
 
     Without DATABASE_URL / REDIS_URL (development) it starts the embedded PostgreSQL and Redis
     first. In development pending migrations are applied before serving; in production it
-    refuses to start while any are pending, unless --migrate. SIGTERM stops accepting, drains
-    in-flight requests for up to APICTL_SHUTDOWN_TIMEOUT seconds, then exits 0.
+    refuses to start while any are pending, unless --migrate.
+
+    SIGTERM drains: /ready answers 503 at once and every response closes its connection;
+    serving goes on for APICTL_SHUTDOWN_DELAY seconds (5 in production, so load balancers
+    take the instance out first), then it stops accepting, event streams end, in-flight
+    requests get up to APICTL_SHUTDOWN_TIMEOUT seconds, and it exits 0.
     """
     from service import serving
 
-    settings = _settings(host, port, reload)
+    overrides: dict[str, object] = {"host": host, "port": port, "max_requests": max_requests}
+    overrides["max_requests_jitter"] = max_requests_jitter
+    if max_requests_jitter and max_requests is None:
+        fail("--max-requests-jitter needs --max-requests", code=ExitCode.USAGE)
+    settings = _settings(overrides, reload)
+    if settings.max_requests is not None and workers < 2:
+        fail(
+            "--max-requests needs --workers 2 or more",
+            hint="a single worker has no other to serve while it is replaced",
+            code=ExitCode.USAGE,
+        )
     own_servers = bool(settings.database_url and settings.redis_url)
     settings = _servers(settings)
     _migrations(settings, forced=migrate)
@@ -55,13 +87,17 @@ def serve(
     serving.run(workers, reload)  # embedded servers: stay, to stop them on the way out
 
 
-def _settings(host: str | None, port: int | None, reload: bool) -> Settings:
-    """Settings with the command line's host and port; logging configured by them."""
-    from service.config import load_settings
+def _settings(options: dict[str, object], reload: bool) -> Settings:
+    """Settings with the command line's options (those given), which the workers see too;
+    logging configured by them."""
+    from service.config import env_name, load_settings
     from service.process.logs import configure_logging
 
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    overrides = {k: v for k, v in options.items() if v is not None}
     settings = load_settings(**overrides)
+    for field in ("max_requests", "max_requests_jitter"):
+        if field in overrides:  # the workers read their settings from the environment
+            os.environ[env_name(field)] = str(overrides[field])
     if reload and settings.is_production:
         fail("--reload is for development", hint="unset it, or set APICTL_ENV=development")
     configure_logging(settings)

@@ -35,9 +35,9 @@ from service.http.middleware.idempotency import IdempotencyMiddleware
 from service.http.middleware.request_context import RequestContextMiddleware
 from service.http.middleware.selective import WhenHeader
 from service.http.routing import MatchRoute, RouteTable, RunRoute
+from service.process.drain import Drain
 from service.process.logs import configure_logging
 from service.process.migration_state import migration_ids, migrations_dir
-from service.process.shutdown import on_termination
 from service.runtime import Runtime
 from service.tracing import start as start_tracing
 from service.tracing.instruments import UNTRACED
@@ -83,7 +83,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
         app.state.runtime = runtime = await Runtime.open(
             settings, serving=True, instruments=instruments
         )
-        on_termination(runtime.events.close)
+        drain.install(on_stop=runtime.events.close)
         # Everything alive now lives as long as the process: keep it out of the collector's
         # generations, so collections walk only per-request garbage (shorter pauses). And
         # collect the young generation every GC_YOUNG_THRESHOLD allocations, not Python's 700:
@@ -104,6 +104,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
         lambda: getattr(app.state, "runtime", None),
         collectors=[tracing.collector()] if tracing else [],
     )
+    drain = Drain(settings.drain_delay, settings.max_requests, settings.max_requests_jitter)
     access_log = AccessLog(
         json=settings.json_logs, trace_ids=tracing.request_ids if tracing else None
     )
@@ -118,10 +119,11 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
         # otherwise look up global providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.user_middleware = middleware_stack(settings, metrics, access_log, app, tracing)
+    app.user_middleware = middleware_stack(settings, metrics, access_log, drain, app, tracing)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.access_log = access_log
+    app.state.drain = drain
     app.state.migration_ids = migration_ids(migrations_dir(settings))
     install_error_handlers(app)
     for router in discover_routers():
@@ -144,6 +146,7 @@ def middleware_stack(
     settings: Settings,
     metrics: Metrics,
     access_log: AccessLog,
+    drain: Drain,
     app: FastAPI,
     tracing: Tracing | None = None,
 ) -> list[Middleware]:
@@ -171,6 +174,7 @@ def middleware_stack(
             RequestContextMiddleware,
             metrics=metrics,
             access_log=access_log,
+            drain=drain,
             spans=tracing.server_spans() if tracing else None,
         ),
         *([cors] if settings.cors_origins else []),

@@ -29,6 +29,7 @@ _PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 # (service.process.handover writes it; load_settings reads it, so settings own its format)
 HANDOVER_VARIABLE = "APICTL_HANDOVER"
 HANDOVER_FIELDS = ("database_url", "redis_url", "host", "port")
+PRODUCTION_SHUTDOWN_DELAY = 5.0  # seconds: time for load balancers to take a draining one out
 
 
 def parse_duration(text: str | int) -> int:
@@ -178,8 +179,33 @@ class Settings(BaseSettings):
         " refused with 503; 0 = no limit",
         examples=[100_000],
     )
+    shutdown_delay: float | None = Field(
+        None,
+        ge=0,
+        description="seconds a worker keeps serving after SIGTERM, `/ready` answering 503"
+        " `draining`, so load balancers take it out before it stops accepting",
+        examples=[5],
+        json_schema_extra={"docs_default": "`5` in production, else `0`"},
+    )
     shutdown_timeout: float = Field(
-        10.0, gt=0, description="seconds to drain requests on SIGTERM", examples=[10]
+        10.0,
+        gt=0,
+        description="seconds in-flight requests may take to finish once a worker stops accepting",
+        examples=[10],
+    )
+    max_requests: int | None = Field(
+        None,
+        ge=1,
+        description="replace each worker after about this many requests (needs 2+ workers)",
+        examples=[100_000],
+        json_schema_extra={"docs_default": "unset: never"},
+    )
+    max_requests_jitter: int = Field(
+        0,
+        ge=0,
+        description="up to this many more requests, at random per worker, so workers are not"
+        " all replaced at once",
+        examples=[10_000],
     )
     data_dir: Path = Field(
         Path(".apictl"),
@@ -191,6 +217,14 @@ class Settings(BaseSettings):
         description="folder of yoyo SQL migrations",
         json_schema_extra={"docs_default": "the migrations shipped with apictl"},
         examples=["./migrations"],
+    )
+    migrate_lock_timeout: float = Field(
+        5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds a migration statement may wait for a table lock before it gives"
+        " way to the service's queries and is tried again (PostgreSQL `lock_timeout`)",
+        examples=[5],
     )
     database_url: str | None = Field(
         None,
@@ -281,6 +315,8 @@ class Settings(BaseSettings):
         problems = []
         if self.db_pool_min > self.db_pool_max:
             problems.append("APICTL_DB_POOL_MIN must not exceed APICTL_DB_POOL_MAX")
+        if self.max_requests_jitter and self.max_requests is None:
+            problems.append("APICTL_MAX_REQUESTS_JITTER needs APICTL_MAX_REQUESTS")
         if "*" in self.cors_origins and self.cors_allow_credentials:
             problems.append(
                 "APICTL_CORS_ORIGINS='*' cannot be combined with APICTL_CORS_ALLOW_CREDENTIALS"
@@ -319,6 +355,13 @@ class Settings(BaseSettings):
     @property
     def json_logs(self) -> bool:
         return self.log_format == "json" or (self.log_format is None and self.is_production)
+
+    @property
+    def drain_delay(self) -> float:
+        """APICTL_SHUTDOWN_DELAY, or its default for the environment."""
+        if self.shutdown_delay is not None:
+            return self.shutdown_delay
+        return PRODUCTION_SHUTDOWN_DELAY if self.is_production else 0.0
 
     @property
     def docs_enabled(self) -> bool:

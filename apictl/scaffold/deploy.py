@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # imported when the command runs: pydantic-settings is heavy 
 # A DNS-1123 label short enough that the Job's `NAME-migrate` still is one (63 characters).
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,53}[a-z0-9])?")
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
-PRESTOP_SECONDS = 5  # long enough for the Service's endpoints to drop a terminating pod
 GRACE_MARGIN_SECONDS = 5  # after the drain, before the kubelet's SIGKILL
 # What a pod runs with, whatever the settings of the machine that renders the manifests.
 _PRODUCTION = {"env": "production", "host": "0.0.0.0", "log_format": "json"}
@@ -113,6 +112,10 @@ def _template_values(
     settings: Settings, *, name: str, image: str, replicas: int, max_replicas: int
 ) -> dict[str, object]:
     """What the deploy templates may use: `$name`, `$port`, `$grace_period`, ..."""
+    from service.config import PRODUCTION_SHUTDOWN_DELAY
+
+    delay = settings.shutdown_delay
+    drain_delay = PRODUCTION_SHUTDOWN_DELAY if delay is None else delay
     return {
         "name": name,
         "image": image,
@@ -120,8 +123,8 @@ def _template_values(
         "max_replicas": max_replicas,
         "port": settings.port,
         "shutdown_timeout": f"{settings.shutdown_timeout:g}",
-        "prestop_seconds": PRESTOP_SECONDS,
-        "grace_period": PRESTOP_SECONDS
+        "drain_delay": f"{drain_delay:g}",
+        "grace_period": math.ceil(drain_delay)
         + math.ceil(settings.shutdown_timeout)
         + GRACE_MARGIN_SECONDS,
         # /ready answers within the pool's acquire timeout (its other checks take at most 2 s)

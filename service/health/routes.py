@@ -1,5 +1,6 @@
 """Operations: `GET /health` (liveness: touches nothing), `GET /ready` (database, Redis,
-migrations, events) and `GET /metrics` (Prometheus text)."""
+migrations, events; 503 `draining` once the worker is stopping) and `GET /metrics` (Prometheus
+text)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ class Check(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "unavailable"]
+    status: Literal["ready", "unavailable", "draining"]
     checks: dict[str, Check]
+
+
+DRAINING = Readiness(status="draining", checks={}).model_dump_json().encode()
 
 
 @router.get("/health", response_model=Health, summary="Liveness: 200 while the process runs")
@@ -95,10 +99,13 @@ async def _check_events(request: Request, redis: Check) -> Check:
 @router.get(
     "/ready",
     response_model=Readiness,
-    summary="Readiness: 503 while the database is down or migrations are pending",
+    summary="Readiness: 503 while the database is down, migrations are pending or the worker"
+    " drains",
     responses={503: {"model": Readiness}},
 )
 async def ready(request: Request) -> Response:
+    if request.app.state.drain.draining:  # stopping: load balancers take this one out
+        return Response(DRAINING, status_code=503, media_type="application/json")
     database, redis, migrations = await asyncio.gather(
         _check_database(request), _check_redis(request), _check_migrations(request)
     )

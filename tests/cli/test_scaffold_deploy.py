@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.config import Settings, env_name
+from service.config import PRODUCTION_SHUTDOWN_DELAY, Settings, env_name
 
 Apictl = Callable[..., subprocess.CompletedProcess[str]]
 Manifest = dict[str, Any]
@@ -120,10 +120,9 @@ def test_deployment_runs_the_image_with_probes_and_a_graceful_stop(
     assert api["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
 
     pod = deployment["spec"]["template"]["spec"]
-    pre_stop = api["lifecycle"]["preStop"]["exec"]["command"]
-    assert pre_stop[0] == "sleep"
+    assert "lifecycle" not in api  # no preStop sleep: the app itself keeps serving on SIGTERM
     drain = Settings.model_fields["shutdown_timeout"].default
-    assert pod["terminationGracePeriodSeconds"] > int(pre_stop[1]) + drain
+    assert pod["terminationGracePeriodSeconds"] > PRODUCTION_SHUTDOWN_DELAY + drain
 
 
 def test_pods_run_unprivileged_on_a_read_only_root(scaffold: Callable[..., Rendered]) -> None:

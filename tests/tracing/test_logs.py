@@ -15,6 +15,7 @@ from service.context import RequestInfo
 from service.http.access_log import AccessLog
 from service.http.metrics import Metrics
 from service.http.middleware.request_context import RequestContextMiddleware
+from service.process.drain import Drain
 from service.process.logs import ConsoleFormatter, JsonFormatter
 from service.tracing.sdk import TraceIds, Tracing, trace_ids
 from service.tracing.server import HandedIds, ServerSpans
@@ -63,7 +64,7 @@ def test_the_access_log_line_of_a_traced_request_names_its_span(json_lines: bool
     ids = HandedIds()
     provider = TracerProvider(id_generator=ids)  # always_on, never the global one: no export
     spans = ServerSpans(provider.get_tracer("test"), provider.sampler, ids)
-    served = RequestContextMiddleware(answer, Metrics(lambda: None), log, spans)
+    served = RequestContextMiddleware(answer, Metrics(lambda: None), log, Drain(0), spans)
     scope = {"type": "http", "method": "GET", "path": "/health", "headers": []}
     asyncio.run(served(scope, None, drop))  # type: ignore[arg-type]
     log.record(RequestInfo("r-2"), "GET", "/health", "/health", 200, 0.001)

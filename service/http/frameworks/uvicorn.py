@@ -12,7 +12,11 @@ What is used of them, and why:
 - `_start_asgi_task` extended and `RequestResponseCycle.transport` swapped for `JoinedWrites`:
   uvicorn writes a response's status line and headers when the app starts the response and its
   body at the next message, two system calls (and TCP segments) where one does;
-- `uvicorn._types.ASGI3Application`: the type of that method's argument.
+- `uvicorn._types.ASGI3Application`: the type of that method's argument;
+- `shutdown` (what uvicorn's server calls on each connection when it stops) extended: uvicorn
+  closes an idle connection at once, resetting a request already on its way (a client that
+  just connected, or reused its keep-alive connection, as the worker stopped); here an idle
+  connection gets IDLE_GRACE to bring one more request, answered with `Connection: close`.
 
 Headers must arrive within HEADER_TIMEOUT of the connection, or of the first packet of a request
 that did not carry them all, and weigh at most MAX_HEADER_BYTES; otherwise the client gets a
@@ -32,6 +36,7 @@ from service.errors import AppError, BadRequest, HeadersTooLarge, RequestTimeout
 from service.http.errors import raw_error_response
 
 HEADER_TIMEOUT = 10.0
+IDLE_GRACE = 0.5  # seconds an idle connection may still bring a request once the worker stops
 MAX_HEADER_BYTES = 64 * 1024
 
 
@@ -80,6 +85,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     each response written through the connection's JoinedWrites."""
 
     _deadline: asyncio.TimerHandle | None = None
+    _stopping = False
     _header_bytes = 0
     _writes: JoinedWrites | None = None
 
@@ -118,6 +124,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._deadline is not None:
             self._disarm()
         super().on_headers_complete()
+        if self._stopping and self.cycle is not None:
+            self.cycle.keep_alive = False  # the last request of this connection
+
+    def shutdown(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:  # idle: a request may be coming
+            self._stopping = True
+            self.loop.call_later(IDLE_GRACE, self._close_if_idle)
+        else:
+            super().shutdown()
+
+    def _close_if_idle(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            super().shutdown()
+        else:
+            self.cycle.keep_alive = False
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(BadRequest())

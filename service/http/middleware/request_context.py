@@ -25,8 +25,10 @@ from service.errors import InternalError
 from service.http.access_log import AccessLog
 from service.http.errors import send_error
 from service.http.metrics import Metrics
+from service.process.drain import Drain
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
+CLOSE = (b"connection", b"close")  # while the worker drains: uvicorn then closes after it
 UNMATCHED = "(unmatched)"  # the route label of requests no route took: never the raw path
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 error_log = logging.getLogger("apictl.error")
@@ -64,11 +66,13 @@ class RequestContextMiddleware:
         app: ASGIApp,
         metrics: Metrics,
         access_log: AccessLog,
+        drain: Drain,
         spans: RequestSpans | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
+        self.drain = drain
         self.spans = spans  # with tracing on
         self.ids = RequestIds()
 
@@ -84,12 +88,17 @@ class RequestContextMiddleware:
         # every response: never sniffed into something executable (docs/api/index.md)
         started = time.perf_counter()
         status = 0
+        drain = self.drain
+        drain.count()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header, NOSNIFF]
+                headers = [*message.get("headers", ()), header, NOSNIFF]
+                if drain.closing:
+                    headers.append(CLOSE)
+                message["headers"] = headers
             await send(message)
 
         try:
