@@ -18,7 +18,13 @@ from service.process.bundled import bundled_dir, is_source_checkout
 
 if TYPE_CHECKING:  # the machinery itself is imported by the commands that use it (see migrator)
     from service.ops.migration_lint import Finding
-    from service.ops.migrations import MigrationStatus, Migrator, PlannedStep, StepCallback
+    from service.ops.migrations import (
+        LockWait,
+        MigrationStatus,
+        Migrator,
+        PlannedStep,
+        StepCallback,
+    )
 
 app = typer.Typer(
     help="Apply, inspect, roll back and create schema migrations (yoyo, SQL files).",
@@ -69,6 +75,13 @@ def _waiting() -> None:
     console.print("[yellow]another migrator is running; waiting for its lock...[/]")
 
 
+def _retrying(wait: LockWait) -> None:
+    console.print(
+        f"[yellow]{escape(str(wait))}; attempt {wait.attempt + 1} of {wait.attempts}"
+        f" in {wait.retry_in:g} s...[/]"
+    )
+
+
 def _print_plan(title: str, steps: list[PlannedStep]) -> None:
     if not steps:
         console.print(f"{title}: nothing to do")
@@ -99,13 +112,18 @@ def up(dry_run: DryRun = False, allow_drift: AllowDrift = False) -> None:
 
     Refuses to run over drift (an applied migration edited or deleted since) unless
     --allow-drift. A failing migration is rolled back whole and the command exits 1.
+    A statement waits at most APICTL_MIGRATE_LOCK_TIMEOUT for a lock, so the service's queries
+    queue behind it no longer than that; the migration is then tried again, 4 times in all,
+    before the command exits 1 naming the session that holds the lock.
     """
     m = migrator()
     if dry_run:
         _print_plan("would apply", m.plan_up())
         return
     with step_progress("applying") as on_step:
-        applied = m.up(allow_drift=allow_drift, on_step=on_step, on_wait=_waiting)
+        applied = m.up(
+            allow_drift=allow_drift, on_step=on_step, on_wait=_waiting, on_retry=_retrying
+        )
     if applied:
         console.print(f"[green]applied {len(applied)} migration(s):[/] {', '.join(applied)}")
     else:
@@ -117,13 +135,14 @@ def down(
     steps: Annotated[int, typer.Option(min=1, help="How many migrations to roll back.")] = 1,
     dry_run: DryRun = False,
 ) -> None:
-    """Roll back the last N applied migrations (default 1), newest first."""
+    """Roll back the last N applied migrations (default 1), newest first; a lock held by
+    another session is waited for as `up` does."""
     m = migrator()
     if dry_run:
         _print_plan("would roll back", m.plan_down(steps))
         return
     with step_progress("rolling back") as on_step:
-        rolled = m.down(steps, on_step=on_step, on_wait=_waiting)
+        rolled = m.down(steps, on_step=on_step, on_wait=_waiting, on_retry=_retrying)
     console.print(f"[green]rolled back {len(rolled)} migration(s):[/] {', '.join(rolled)}")
 
 
@@ -200,11 +219,23 @@ def lint(
     exit 1 on findings (CI runs it).
 
     \b
-    index-not-concurrent         CREATE INDEX without CONCURRENTLY on an existing table
-    not-null-without-default     ADD COLUMN ... NOT NULL without a DEFAULT
-    enum-value-in-transaction    ALTER TYPE ... ADD VALUE without `-- transactional: false`
-    concurrently-in-transaction  CONCURRENTLY without `-- transactional: false`
-    missing-rollback             no NNNN_name.rollback.sql beside the migration
+    index-not-concurrent          CREATE INDEX without CONCURRENTLY on an existing table
+    not-null-without-default      ADD COLUMN ... NOT NULL without a DEFAULT
+    add-column-rewrite            ADD COLUMN with a volatile DEFAULT, serial, IDENTITY or STORED
+    column-type-change            ALTER COLUMN ... TYPE, except to text or unbounded varchar
+    set-not-null-without-check    SET NOT NULL without a VALIDATE CONSTRAINT before it
+    constraint-without-not-valid  ADD FOREIGN KEY or CHECK without NOT VALID
+    validate-in-same-transaction  VALIDATE CONSTRAINT in the transaction that added it
+    constraint-builds-index       ADD UNIQUE or PRIMARY KEY without USING INDEX
+    vacuum-full                   VACUUM FULL
+    cluster                       CLUSTER
+    reindex-not-concurrent        REINDEX without CONCURRENTLY
+    lock-table                    LOCK TABLE in a mode that blocks writes
+    enum-value-in-transaction     ALTER TYPE ... ADD VALUE without `-- transactional: false`
+    concurrently-in-transaction   CONCURRENTLY without `-- transactional: false`
+    missing-rollback              no NNNN_name.rollback.sql beside the migration
+
+    Tables created by the same migration are exempt: they are empty.
     """
     from service.config import load_settings
     from service.ops.migration_lint import lint_migration, sql_files

@@ -26,6 +26,7 @@ def test_defaults_match_the_spec() -> None:
     assert settings.token_ttl == 24 * 3600
     assert settings.login_rate_limit == RateLimit(10, 60)
     assert settings.shutdown_timeout == 10
+    assert settings.migrate_lock_timeout == 5
     assert settings.open_signup is False
     assert settings.cors_origins == []
     assert settings.json_logs is False
@@ -66,6 +67,18 @@ def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch)
         assert any(problem.startswith(f"{name}:") for problem in problems), name
     assert all("example:" in problem for problem in problems)
     assert "topsecret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "inf"])
+def test_a_migration_lock_timeout_must_be_a_positive_number_of_seconds(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("APICTL_MIGRATE_LOCK_TIMEOUT", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    [problem] = caught.value.problems
+    assert problem.startswith("APICTL_MIGRATE_LOCK_TIMEOUT: ")
+    assert problem.endswith(f"(got {value!r}); example: APICTL_MIGRATE_LOCK_TIMEOUT=5")
 
 
 def test_the_direct_url_is_database_url_unless_behind_a_transaction_pooler() -> None:
