@@ -18,13 +18,8 @@ from service.process.bundled import bundled_dir, is_source_checkout
 
 if TYPE_CHECKING:  # the machinery itself is imported by the commands that use it (see migrator)
     from service.ops.migration_lint import Finding
-    from service.ops.migrations import (
-        LockWait,
-        MigrationStatus,
-        Migrator,
-        PlannedStep,
-        StepCallback,
-    )
+    from service.ops.migration_locks import LockWait
+    from service.ops.migrations import MigrationStatus, Migrator, PlannedStep, StepCallback
 
 app = typer.Typer(
     help="Apply, inspect, roll back and create schema migrations (yoyo, SQL files).",

@@ -8,7 +8,7 @@
 - Lock timeout: each migration runs under `lock_timeout` (APICTL_MIGRATE_LOCK_TIMEOUT), so an
   ALTER TABLE waiting behind a long transaction gives way instead of queueing every query of its
   table behind its own lock request. It is tried again a few times, then fails naming the session
-  that holds the lock.
+  that holds the lock (service.ops.migration_locks).
 - Every failure is a `MigrationError` with one clear line (the migration id, the database's words).
 """
 
@@ -17,14 +17,12 @@ from __future__ import annotations
 import hashlib
 import math
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -34,7 +32,7 @@ from yoyo.connections import parse_uri
 
 from service.config import DIRECT_URL_HINT, NO_DIRECT_URL, Settings, mask_url
 from service.errors import MigrationError
-from service.ops.migration_lint import runs_concurrently
+from service.ops.migration_locks import RetryCallback, limit_lock_waits, retrying_lock_timeouts
 from service.process.migration_state import migrations_dir
 
 LOCK_KEY = 0x617069_63746C  # "apictl": shared by every apictl migrator of a database
@@ -46,19 +44,6 @@ CREATE TABLE IF NOT EXISTS apictl_migration_checksums (
     sha256       text NOT NULL,
     recorded_at  timestamptz NOT NULL DEFAULT now()
 )"""
-
-# The waits between attempts of a migration that timed out on a lock, as fractions of the lock
-# timeout (1 s, 2 s, 4 s at the default 5 s): a shorter timeout asks for a quicker verdict
-LOCK_RETRY_BACKOFF = (0.2, 0.4, 0.8)
-# The oldest transaction among the sessions a migration's connection waits for, and what for
-LOCK_HOLDER = """
-SELECT b.pid, b.application_name, b.state, b.xact_start, w.relation::regclass::text
-FROM pg_locks w
-CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocking (pid)
-JOIN pg_stat_activity b ON b.pid = blocking.pid
-WHERE w.pid = %s AND NOT w.granted
-ORDER BY b.xact_start NULLS LAST
-LIMIT 1"""
 
 State = Literal["applied", "pending", "drift", "missing"]
 Action = Literal["apply", "rollback"]
@@ -78,52 +63,6 @@ class PlannedStep:
     sql: str
 
 
-@dataclass(frozen=True, slots=True)
-class LockHolder:
-    """A session holding a lock a migration waited for, as pg_stat_activity shows it."""
-
-    pid: int
-    application_name: str
-    state: str | None  # None: the migrating role may not see other roles' sessions
-    since: datetime | None  # when its transaction began
-    relation: str | None  # what the migration waited to lock (None: a row or transaction)
-
-    def __str__(self) -> str:
-        since = self.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if self.since else ""
-        details = [
-            self.application_name or "no application_name",
-            self.state or "state hidden",
-            *([f"transaction open since {since}"] if since else []),
-        ]
-        return f"pid {self.pid} ({', '.join(details)})"
-
-
-@dataclass(frozen=True, slots=True)
-class LockWait:
-    """An attempt at a migration that timed out waiting for a lock."""
-
-    migration_id: str
-    attempt: int
-    attempts: int
-    timeout: float  # seconds it waited: the lock timeout
-    holder: LockHolder | None  # None: it ended before it could be seen
-    retry_in: float | None  # seconds to the next attempt; None: this was the last
-
-    @property
-    def lock(self) -> str:
-        """The lock waited for and its holder, as a phrase."""
-        if self.holder is None:
-            return "a lock whose holder ended before it could be seen"
-        on = f" on {self.holder.relation}" if self.holder.relation else ""
-        return f"a lock{on} held by {self.holder}"
-
-    def __str__(self) -> str:
-        return f"{self.migration_id} waited {self.timeout:g} s for {self.lock}"
-
-
-RetryCallback = Callable[[LockWait], None]
-
-
 def _sha256(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -132,32 +71,12 @@ def _rollback_path(path: str) -> Path:
     return Path(path).with_suffix(".rollback.sql")
 
 
-class _MigrationCursor(psycopg.Cursor[Any]):
-    """The cursor yoyo runs a migration's statements on: CONCURRENTLY ones run without
-    lock_timeout. They wait holding SHARE UPDATE EXCLUSIVE, which queues no reader or writer,
-    for every older transaction (a pg_dump included); a timeout there would leave an INVALID
-    index behind, which `IF NOT EXISTS` would then keep."""
-
-    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Self:
-        if not (isinstance(query, str) and runs_concurrently(query)):
-            return super().execute(query, *args, **kwargs)
-        # on cursors of their own: this one's result is the statement's, which yoyo prints
-        setting = self.connection.execute("SHOW lock_timeout").fetchone()
-        self.connection.execute("SET lock_timeout = 0")
-        try:
-            return super().execute(query, *args, **kwargs)
-        finally:  # in a failed transaction (refused: CONCURRENTLY) the rollback restores it
-            if self.connection.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-                self.connection.execute("SELECT set_config('lock_timeout', %s, false)", setting)
-
-
 class _Backend(PostgresqlPsycopgBackend):  # type: ignore[misc]
     """yoyo's psycopg 3 backend, minus a reverse-DNS lookup (socket.getfqdn) per log row, plus
     a lock timeout for migrations.
 
-    yoyo applies or rolls back each migration on `copy()`, a connection of its own: there
-    `lock_timeout` is set for the session, so it holds inside a migration's transaction and for
-    each statement of a non-transactional one alike; the bookkeeping connection keeps none.
+    yoyo applies or rolls back each migration on `copy()`, a connection of its own: only there
+    are lock waits limited; the bookkeeping connection keeps no lock timeout.
     """
 
     lock_timeout: float  # seconds (set by Migrator._backend)
@@ -165,11 +84,8 @@ class _Backend(PostgresqlPsycopgBackend):  # type: ignore[misc]
 
     def copy(self) -> _Backend:
         backend: _Backend = super().copy()
-        connection = backend.connection
-        milliseconds = max(1, round(self.lock_timeout * 1000))  # 0 would mean no timeout
-        connection.execute("SELECT set_config('lock_timeout', %s, false)", (f"{milliseconds}ms",))
-        connection.cursor_factory = _MigrationCursor
-        self.migration_pid = connection.info.backend_pid
+        limit_lock_waits(backend.connection, self.lock_timeout)
+        self.migration_pid = backend.connection.info.backend_pid
         return backend
 
     def get_log_data(self, migration: Any = None, operation: str = "apply") -> dict[str, Any]:
@@ -375,28 +291,26 @@ class Migrator:
         action: Action,
         on_retry: RetryCallback | None,
     ) -> None:
-        """Apply or roll back one migration, again after each lock timeout (its transaction
-        rolled back, so nothing of it stays) until LOCK_RETRY_BACKOFF runs out."""
-        run = backend.apply_one if action == "apply" else backend.rollback_one
-        waits = [self.lock_timeout * fraction for fraction in LOCK_RETRY_BACKOFF]
-        for attempt, retry_in in enumerate([*waits, None], start=1):
-            backend.migration_pid = None
-            with _watching(conn, backend, interval=min(0.1, self.lock_timeout / 5)) as seen:
-                try:
-                    run(migration)
-                    return
-                except psycopg.errors.LockNotAvailable:
-                    holder = seen[-1] if seen else None
-                except psycopg.Error as exc:
-                    raise MigrationError(_failure(migration.id, action, exc)) from None
-            wait = LockWait(
-                migration.id, attempt, len(waits) + 1, self.lock_timeout, holder, retry_in
-            )
-            if wait.retry_in is None:
-                raise MigrationError(_locked_out(action, wait))
-            if on_retry:
-                on_retry(wait)
-            time.sleep(wait.retry_in)
+        """Apply or roll back one migration, tried again after each lock timeout."""
+        step = backend.apply_one if action == "apply" else backend.rollback_one
+
+        def run() -> None:
+            try:
+                step(migration)
+            except psycopg.errors.LockNotAvailable:
+                raise  # a lock timeout: retrying_lock_timeouts tries again
+            except psycopg.Error as exc:
+                raise MigrationError(_failure(migration.id, action, exc)) from None
+
+        retrying_lock_timeouts(
+            run,
+            conn,
+            backend,
+            migration_id=migration.id,
+            action=action,
+            lock_timeout=self.lock_timeout,
+            on_retry=on_retry,
+        )
 
     @staticmethod
     def _record(conn: psycopg.Connection[Any], migration_id: str, digest: str) -> None:
@@ -416,48 +330,6 @@ class Migrator:
         for migration in applied:
             if migration.id not in known:
                 self._record(conn, migration.id, _sha256(migration.path))
-
-
-@contextmanager
-def _watching(
-    conn: psycopg.Connection[Any], backend: _Backend, *, interval: float
-) -> Iterator[list[LockHolder]]:
-    """The session the migration running on `backend` waits for, looked up from `conn` every
-    `interval` seconds: once its statement times out, the wait and its evidence are gone."""
-    seen: list[LockHolder] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(interval):
-            if backend.migration_pid is None:
-                continue
-            try:
-                row = conn.execute(LOCK_HOLDER, (backend.migration_pid,)).fetchone()
-            except psycopg.Error:
-                return  # the migration's own connection fails too, and says why
-            if row:
-                seen[:] = [LockHolder(*row)]
-
-    watcher = threading.Thread(target=watch, name="migration-lock-watch", daemon=True)
-    watcher.start()
-    try:
-        yield seen
-    finally:
-        done.set()
-        watcher.join()
-
-
-def _locked_out(action: Action, last: LockWait) -> str:
-    advice = "try again"
-    if last.holder:
-        advice = (
-            f"end that session with SELECT pg_terminate_backend({last.holder.pid})"
-            " or try again once it is done"
-        )
-    return (
-        f"{action} of migration {last.migration_id} gave up after {last.attempts} attempts, each"
-        f" waiting {last.timeout:g} s for {last.lock}; its changes were rolled back; {advice}"
-    )
 
 
 def _failure(migration_id: str, action: str, exc: psycopg.Error) -> str:

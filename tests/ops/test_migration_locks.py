@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient
 
 from fixtures.accounts import Account
 from service.config import load_settings
-from service.ops.migrations import LockWait, Migrator
+from service.ops.migration_locks import LockWait
+from service.ops.migrations import Migrator
 from service.process.bundled import bundled_dir
 
 Apictl = Callable[..., CompletedProcess[str]]
