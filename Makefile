@@ -18,7 +18,8 @@ docs:  # regenerate the docs' generated pages from the code, then build the site
 docs-serve:  # the site at http://127.0.0.1:8000, rebuilt on every change
 	NO_MKDOCS_2_WARNING=1 $(PY)/mkdocs serve
 lock:  # after editing pyproject.toml's dependencies: re-resolve, keeping every pin that still fits
-	$(COMPILE) --extra test --extra bench --extra docs $(UPGRADE) -o requirements/dev.txt
+	$(COMPILE) --extra embedded --extra test --extra bench --extra docs $(UPGRADE) -o requirements/dev.txt
 	$(COMPILE) -c requirements/dev.txt -o requirements/app.txt
+	$(COMPILE) --extra embedded -c requirements/dev.txt -o requirements/local.txt
 lock-upgrade:  # every package to its newest release that pyproject.toml allows
 	$(MAKE) lock UPGRADE=--upgrade

@@ -25,7 +25,7 @@ def resolve_servers(settings: Settings) -> Settings:
         try:
             return with_embedded_servers(settings)
         except EmbeddedError as exc:
-            fail(str(exc), hint="set DATABASE_URL and REDIS_URL to use your own servers")
+            fail(str(exc), hint=exc.hint)
 
 
 def require_direct_url(settings: Settings) -> None:

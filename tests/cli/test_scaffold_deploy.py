@@ -270,6 +270,34 @@ def test_dockerfile_installs_the_locked_dependencies_then_the_wheel_alone(
     assert (ROOT / "requirements" / "app.txt").is_file()  # the lock the build context sends
 
 
+@pytest.mark.parametrize(
+    ("args", "base"),
+    [
+        ([], "python:3.12-slim"),
+        (["--python-image", "registry.example.com/py:3.13"], "registry.example.com/py:3.13"),
+    ],
+)
+def test_python_image_is_the_default_of_the_build_argument_both_stages_use(
+    scaffold: Callable[..., Rendered], args: list[str], base: str
+) -> None:
+    instructions = scaffold(*args).dockerfile()
+    words = [word for word, _ in instructions]
+    arg = instructions[words.index("ARG")]
+    assert words.index("ARG") < words.index("FROM")  # a FROM line can use it only then
+    assert arg == ("ARG", f"PYTHON_IMAGE={base}")
+    stages = [rest for word, rest in instructions if word == "FROM"]
+    assert stages == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
+
+
+def test_bad_python_image_is_one_line_with_a_hint(apictl: Apictl, tmp_path: Path) -> None:
+    result = apictl("scaffold", "deploy", "--out", str(tmp_path / "p"), "--python-image", " ")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: invalid --python-image ' '",
+        "hint: use an image reference such as python:3.12-slim or registry.example.com/python:3.12",
+    ]
+
+
 def test_dockerignore_keeps_secrets_and_local_state_out(scaffold: Callable[..., Rendered]) -> None:
     patterns = set((scaffold().out / ".dockerignore").read_text().splitlines())
     assert {".env", ".venv", ".apictl", ".git", "**/__pycache__", "tests", "bench"} <= patterns
@@ -305,6 +333,11 @@ def test_force_overwrites(apictl: Apictl, tmp_path: Path) -> None:
         ["--name", "a" * 56],
         ["--name", "shop\n"],
         ["--image", "shop:1 #"],
+        ["--python-image", ""],
+        ["--python-image", "python 3.12"],
+        ["--python-image=-python"],
+        ["--python-image", "python:3.12\nRUN id"],
+        ["--python-image", "${BASE}"],
         ["--replicas", "3", "--max-replicas", "2"],
         ["--replicas", "0"],
     ],
@@ -327,7 +360,10 @@ def test_longest_name_leaves_a_valid_job_name(scaffold: Callable[..., Rendered])
 def test_help_says_what_it_writes(apictl: Apictl) -> None:
     assert "deploy" in apictl("scaffold", "--help").stdout
     text = apictl("scaffold", "deploy", "--help").stdout
-    for word in ("Dockerfile", "HorizontalPodAutoscaler", "--force", "--replicas", "--image"):
+    for word in (
+        "Dockerfile", "HorizontalPodAutoscaler", "--force", "--replicas", "--image",
+        "--python-image",
+    ):  # fmt: skip
         assert word in text
 
 
