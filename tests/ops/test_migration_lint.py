@@ -180,9 +180,9 @@ def test_each_risk_is_flagged_where_it_is(
         "CLUSTER tags USING tags_pkey;\nREINDEX TABLE tags;\nLOCK TABLE tags;\nVACUUM FULL tags;\n",
         HEADER + "ALTER TABLE posts\n"
         "  ADD CONSTRAINT posts_author FOREIGN KEY (author_id) REFERENCES users (id) NOT VALID,\n"
-        "  ADD CONSTRAINT posts_body_not_null CHECK (body IS NOT NULL) NOT VALID;\n",
+        "  ADD CONSTRAINT posts_body_present CHECK (body IS NOT NULL) NOT VALID;\n",
         # the next migration: the checks validated, SET NOT NULL skips its scan
-        HEADER + "ALTER TABLE posts VALIDATE CONSTRAINT posts_body_not_null;\n"
+        HEADER + "ALTER TABLE posts VALIDATE CONSTRAINT posts_body_present;\n"
         "ALTER TABLE posts ALTER COLUMN body SET NOT NULL;\n",
         # each statement is a transaction of its own: VALIDATE no longer holds the ADD's lock
         NON_TRANSACTIONAL
@@ -300,13 +300,13 @@ def test_the_advised_forms_lint_clean_and_apply(
         "0006_checks",
         HEADER + "ALTER TABLE posts\n"
         "  ADD CONSTRAINT posts_author FOREIGN KEY (author_id) REFERENCES users (id) NOT VALID,\n"
-        "  ADD CONSTRAINT posts_body_not_null CHECK (body IS NOT NULL) NOT VALID;\n",
+        "  ADD CONSTRAINT posts_body_present CHECK (body IS NOT NULL) NOT VALID;\n",
     )
     write(
         migrations,
         "0007_validated",
         "-- depends: 0006_checks\n\nALTER TABLE posts VALIDATE CONSTRAINT posts_author;\n"
-        "ALTER TABLE posts VALIDATE CONSTRAINT posts_body_not_null;\n"
+        "ALTER TABLE posts VALIDATE CONSTRAINT posts_body_present;\n"
         "ALTER TABLE posts ALTER COLUMN body SET NOT NULL;\n",
     )
     write(
