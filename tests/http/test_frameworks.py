@@ -89,3 +89,37 @@ def test_an_undocumented_import_is_found(line: str, use: str) -> None:
 def test_documented_imports_pass() -> None:
     source = "import uvicorn\nfrom fastapi import FastAPI\nfrom starlette.types import Scope\n"
     assert undocumented_uses(source) == []
+
+
+# Methods the fenced modules override: each must still exist in the framework, or the override
+# would silently never run (uvicorn < 0.45 has no _start_asgi_task: responses would leave in two
+# writes and nothing would fail)
+OVERRIDES = {
+    "uvicorn": (
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_headers_complete",
+        "send_400_response",
+        "shutdown",
+        "_start_asgi_task",
+    ),
+    "fastapi": ("build_middleware_stack", "__call__"),
+}
+
+
+def test_every_override_still_overrides_a_framework_method() -> None:
+    from fastapi import FastAPI
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from service.http.frameworks.fastapi import ServiceApp
+    from service.http.frameworks.uvicorn import LimitedHttpToolsProtocol
+
+    pairs = {
+        "uvicorn": (LimitedHttpToolsProtocol, HttpToolsProtocol),
+        "fastapi": (ServiceApp, FastAPI),
+    }
+    for framework, names in OVERRIDES.items():
+        ours, theirs = pairs[framework]
+        assert [n for n in names if n not in vars(ours)] == [], f"{framework}: list is stale"
+        assert [n for n in names if not callable(getattr(theirs, n, None))] == [], framework
