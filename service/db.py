@@ -68,7 +68,8 @@ class Database:
         # One place per pool connection, handed out first come, first served. asyncpg's own
         # queue lets a newcomer take a connection released for a waiter, and the waiter
         # queues again at the back: under load a few requests waited many times longer than
-        # the rest (read p99 4x the reference's, nearly all of it waiting for a connection).
+        # the rest (read p99 4x the reference's, nearly all of it waiting for a connection;
+        # upstream: MagicStack/asyncpg#1247, "Potential starvation with connection pool").
         self.places = asyncio.Semaphore(settings.db_pool_max)
         # released connections kept for the next request, newest last (service/db.py's doc)
         self.idle: list[Connection] = []

@@ -18,6 +18,10 @@ What is used of them, and why:
   just connected, or reused its keep-alive connection, as the worker stopped); here an idle
   connection gets IDLE_GRACE to bring one more request, answered with `Connection: close`.
 
+Beyond this module, one behaviour of uvicorn is relied on, without importing anything of it:
+it installs its SIGTERM/SIGINT handlers before the app's lifespan starts, so the drain
+(service/process/drain.py) can chain onto them; tests/process/test_drain.py fails if it stops.
+
 Headers must arrive within HEADER_TIMEOUT of the connection, or of the first packet of a request
 that did not carry them all, and weigh at most MAX_HEADER_BYTES; otherwise the client gets a
 408 or 431 in the unified error body and the connection is closed. It costs a request nothing
