@@ -186,7 +186,8 @@ def middleware_stack(
             minimum_size=GZIP_MIN_BYTES,
             compresslevel=GZIP_LEVEL,
         ),
-        Middleware(MatchRoute, fastapi_app=app),  # what follows reads the route's options
+        # what follows reads the route's options; health, metrics: run at once
+        Middleware(MatchRoute, fastapi_app=app, compiled=settings.compiled_routes),
         Middleware(rate_limit.RateLimitMiddleware, fastapi_app=app),  # before any body is read
         Middleware(
             BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout
