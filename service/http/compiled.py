@@ -36,6 +36,7 @@ from service.http.frameworks.fastapi import (
     body_allowed,
     body_to_args,
     response_json,
+    returns_response,
 )
 from service.http.route_options import RouteOptions
 
@@ -123,6 +124,17 @@ class CompiledRoute:
         self.plan = Plan.of(DependencyView.of(view.dependant))
         self.has_body = view.has_body
         self.status_code = view.status_code
+        plan = self.plan
+        # takes nothing and returns its Response: called as is, no Request made for it
+        self.bare = returns_response(route) and not (
+            plan.subs
+            or plan.path_params
+            or plan.query_params
+            or plan.header_params
+            or plan.cookie_params
+            or plan.body_params
+            or plan.request_param
+        )
 
     async def respond(self, request: Request, body: Any) -> Response:
         """The endpoint's response; `Invalid` when FastAPI must answer instead.

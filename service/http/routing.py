@@ -184,9 +184,13 @@ class RunRoute:
                 except ValueError:
                     await self._hand_on(scope, receive, send)
                     return
-        request = Request(scope, receive, send)
+        request = None
         try:
-            response = await compiled.respond(request, body)
+            if compiled.bare:
+                response = await compiled.plan.call()
+            else:
+                request = Request(scope, receive, send)
+                response = await compiled.respond(request, body)
         except Invalid:
             await self._hand_on(scope, receive, send)
             return
@@ -194,7 +198,7 @@ class RunRoute:
             handler = self._handler(exc)
             if handler is None:
                 raise
-            handled = handler(request, exc)
+            handled = handler(request or Request(scope, receive, send), exc)
             response = await handled if inspect.isawaitable(handled) else handled
         self.served += 1
         await response(scope, receive, send)

@@ -54,6 +54,7 @@ __all__ = [
     "body_allowed",
     "body_to_args",
     "dependency_levels",
+    "returns_response",
     "route_contexts",
 ]
 body_to_args = request_body_to_args  # (fields, received body, embed) -> (values, errors)
@@ -197,13 +198,14 @@ class RouteView:
         or with the Response the endpoint returns."""
         if self.dependant is None:
             raise Unsupported("not an API route")
-        if route.response_field is None and not _returns_response(route):
+        if route.response_field is None and not returns_response(route):
             raise Unsupported("no declared return type (FastAPI would encode it generically)")
         if not isinstance(route.response_class, DefaultPlaceholder):
             raise Unsupported("a custom response class")
 
 
-def _returns_response(route: RouteContext) -> bool:
+def returns_response(route: RouteContext) -> bool:
+    """Whether the endpoint is annotated to return a Response (FastAPI sends it as is)."""
     annotation = get_typed_return_annotation(route.endpoint) if route.endpoint else None
     return isinstance(annotation, type) and issubclass(annotation, Response)
 
