@@ -15,9 +15,10 @@ from starlette.responses import PlainTextResponse, Response
 from service.errors import ServiceUnavailable
 from service.events.relay import LAGGING_SECONDS
 from service.http.metrics import CONTENT_TYPE
+from service.http.route_options import ApiRoute, route_options
 from service.process.migration_state import pending_migrations
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ApiRoute)
 CHECK_TIMEOUT = 2.0
 _HEALTHY = b'{"status":"ok"}'
 
@@ -42,6 +43,7 @@ DRAINING = Readiness(status="draining", checks={}).model_dump_json().encode()
 
 
 @router.get("/health", response_model=Health, summary="Liveness: 200 while the process runs")
+@route_options(counted=False, constant=True)  # probes: never limited; answered once matched
 async def health() -> Response:
     return Response(_HEALTHY, media_type="application/json")
 
@@ -103,6 +105,7 @@ async def _check_events(request: Request, redis: Check) -> Check:
     " drains",
     responses={503: {"model": Readiness}},
 )
+@route_options(counted=False)
 async def ready(request: Request) -> Response:
     if request.app.state.drain.draining:  # stopping: load balancers take this one out
         return Response(DRAINING, status_code=503, media_type="application/json")
@@ -121,5 +124,6 @@ async def ready(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+@route_options(counted=False)
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

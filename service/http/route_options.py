@@ -17,9 +17,12 @@ If-None-Match and Idempotency-Key parameters). Nothing is inferred from document
     idempotent   False    Idempotency-Key on POST (docs/api/idempotency.md)
     counted      True     the API rate limit (docs/api/rate-limits.md)
     compiled     True     run from its compiled plan (service/http/compiled.py), else FastAPI's
+    constant     False    its answer depends on nothing in the request (a GET taking no
+                          parameters, returning a Response): made once, then replayed as soon
+                          as the route is matched (liveness)
 
-Routes declared without `ApiRoute` (health, metrics, the docs pages) have none of them: not
-counted, no caching headers.
+Routes declared without `ApiRoute` (the docs pages) have none of them: not counted, no caching
+headers.
 """
 
 from __future__ import annotations
@@ -41,13 +44,19 @@ class RouteOptions:
     idempotent: bool = False
     counted: bool = True
     compiled: bool = True
+    constant: bool = False
 
 
 def route_options(
-    *, etag: bool = False, idempotent: bool = False, counted: bool = True, compiled: bool = True
+    *,
+    etag: bool = False,
+    idempotent: bool = False,
+    counted: bool = True,
+    compiled: bool = True,
+    constant: bool = False,
 ) -> Callable[[F], F]:
     """Declare a route's options; the decorator goes below the router's (`@router.get`)."""
-    options = RouteOptions(etag, idempotent, counted, compiled)
+    options = RouteOptions(etag, idempotent, counted, compiled, constant)
 
     def declare(endpoint: F) -> F:
         setattr(endpoint, _ATTRIBUTE, options)

@@ -50,6 +50,7 @@ class RouteEntry:
     # its options (service/http/route_options.py); `api`: an ApiRoute (not health, metrics, docs)
     api: bool
     direct: bool  # compiled, not an API route, no body: none of the layers in between apply
+    constant: bool  # declared constant: its answer is made once and replayed
     etag: bool
     idempotent: bool
     counted: bool
@@ -67,6 +68,10 @@ class RouteEntry:
         view = RouteView.of(route)
         compiled = compile_route(route, view, options)
         flags = options or RouteOptions(counted=False)
+        if flags.constant and (isinstance(compiled, str) or not compiled.bare):
+            raise RuntimeError(
+                f"{route.path}: a constant route takes nothing and returns a Response ({compiled})"
+            )
         return cls(
             route,
             view,
@@ -75,6 +80,7 @@ class RouteEntry:
             compiled if isinstance(compiled, str) else "compiled",
             api=options is not None,
             direct=options is None and not isinstance(compiled, str) and not view.has_body,
+            constant=flags.constant,
             etag=flags.etag,
             idempotent=flags.idempotent,
             counted=flags.counted,
@@ -122,6 +128,7 @@ class MatchRoute:
         self.app = app
         self.table = RouteTable(fastapi_app.routes)
         self.direct = RunRoute(app, fastapi_app) if compiled else None
+        self.answers: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
         fallback = [
             f"{', '.join(sorted(e.route.methods or ()))} {e.route.path}: {e.runs}"
             for e in self.table.entries
@@ -133,10 +140,26 @@ class MatchRoute:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             entry = self.table.match(scope)
+            if entry and entry.constant and scope["method"] == "GET":
+                await self._replay(entry, send)
+                return
             if self.direct and entry and entry.direct and scope["method"] == "GET":
                 await self.direct(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _replay(self, entry: RouteEntry, send: Send) -> None:
+        """A constant route's answer: made by its endpoint the first time, then replayed."""
+        answer = self.answers.get(str(entry.route.path))
+        if answer is None:
+            assert entry.compiled is not None
+            made: Response = await entry.compiled.plan.call()
+            answer = (made.status_code, made.raw_headers, bytes(made.body))
+            self.answers[str(entry.route.path)] = answer
+        status, headers, body = answer
+        # a fresh header list each time: outer middleware appends to it
+        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": body})
 
 
 class RunRoute:

@@ -24,7 +24,7 @@ class RouteInfo:
     methods: list[str]
     path: str
     auth: str  # the access rule: none, token, admin, owner or admin, ...
-    options: list[str]  # etag, idempotent, counted (by the API rate limit)
+    options: list[str]  # etag, idempotent, counted (by the API rate limit), constant
     handler: str  # module:qualified.name
     summary: str | None
     runs: str  # "compiled", or why FastAPI's own machinery runs it (service/http/compiled.py)
@@ -52,7 +52,12 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
 
 
 def _options(entry: RouteEntry) -> list[str]:
-    flags = {"etag": entry.etag, "idempotent": entry.idempotent, "counted": entry.counted}
+    flags = {
+        "etag": entry.etag,
+        "idempotent": entry.idempotent,
+        "counted": entry.counted,
+        "constant": entry.constant,
+    }
     return [name for name, on in flags.items() if on]
 
 

@@ -92,7 +92,8 @@ def test_options_show_in_openapi_and_apictl_routes(notes: TestClient) -> None:
     assert table["/api/v1/notes/free"].options == []
     assert table["/api/v1/notes/free"].runs == "declared compiled=False"
     assert table["/api/v1/posts"].options == ["idempotent", "counted"]
-    assert table["/health"].options == []
+    assert table["/health"].options == ["constant"]
+    assert table["/ready"].options == []
 
 
 def test_options_on_a_router_without_api_route_stop_start_up() -> None:
