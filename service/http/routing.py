@@ -103,6 +103,13 @@ class RouteTable:
         }:
             probe = {"type": "http", "path": path, "root_path": "", "method": "GET"}
             self.by_path[path] = [e for e in self.entries if e.matches(probe)[0] is not Match.NONE]
+        # paths whose GET a constant route answers: found without trying any route
+        self.constant: dict[str, RouteEntry] = {}
+        for path, candidates in self.by_path.items():
+            probe = {"type": "http", "path": path, "root_path": "", "method": "GET"}
+            first = next((e for e in candidates if e.matches(probe)[0] is Match.FULL), None)
+            if first is not None and first.constant:
+                self.constant[path] = first
 
     def match(self, scope: Scope) -> RouteEntry | None:
         """The first route matching path and method, its scope set as the router sets it."""
@@ -139,10 +146,13 @@ class MatchRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            entry = self.table.match(scope)
-            if entry and entry.constant and scope["method"] == "GET":
-                await self._replay(entry, send)
+            constant = self.table.constant.get(scope["path"])
+            if constant is not None and scope["method"] == "GET":
+                scope["route"] = constant.view.served  # as the router sets it (no parameters)
+                scope[MATCH] = constant
+                await self._replay(constant, send)
                 return
+            entry = self.table.match(scope)
             if self.direct and entry and entry.direct and scope["method"] == "GET":
                 await self.direct(scope, receive, send)
                 return
