@@ -151,7 +151,7 @@ def _display(settings: Settings, field: str) -> str:
     if field in SECRET_FIELDS:
         return mask_url(value) if value else "(embedded)"
     if isinstance(value, list):
-        return ",".join(value)
+        return ",".join(map(str, value))
     if value is None and field == "api_rate_limit":
         return "off"
     return "" if value is None else str(value)
@@ -172,8 +172,8 @@ def deploy(
 
     Run it with the deployment's environment. Checks: APICTL_ENV, embedded servers, CORS '*',
     debug and console logs, weak or missing passwords, the database pool against the server's
-    max_connections, pending migrations and drift, Redis reachable, tracing. Exit 1 if any
-    error.
+    max_connections, pending migrations and drift, Redis reachable, tracing, live event
+    streams per worker against the open-files limit. Exit 1 if any error.
     """
     from service.config import ConfigError, load_settings
     from service.ops.deploy_checks import config_findings, deploy_findings

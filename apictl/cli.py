@@ -12,7 +12,18 @@ from typing import Annotated
 
 import typer
 
-from apictl import __version__, check, dbshell, events, introspect, migrate, scaffold, token, user
+from apictl import (
+    __version__,
+    check,
+    dbshell,
+    events,
+    introspect,
+    migrate,
+    scaffold,
+    token,
+    user,
+    webhooks,
+)
 from apictl.errors import explain
 from apictl.output import print_error
 from apictl.serve import serve
@@ -34,6 +45,7 @@ app.add_typer(check.app, name="check")
 app.add_typer(scaffold.app, name="scaffold")
 app.add_typer(dbshell.app, name="db")
 app.add_typer(events.app, name="events")
+app.add_typer(webhooks.app, name="webhooks")
 
 
 def _version(value: bool) -> None:

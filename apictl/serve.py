@@ -1,6 +1,6 @@
 """`apictl serve`: the serving process's lifecycle, in order, one step per function.
 
-settings -> embedded servers -> migrations -> announce -> serving (service.serving:
+settings -> embedded servers -> migrations -> open files -> announce -> serving (service.serving:
 signals, workers, uvicorn), then exit 0 once SIGTERM has drained. What the steps resolved
 reaches the worker (and migrator) processes in one hand-over (service.process.handover).
 """
@@ -58,12 +58,14 @@ def serve(
 
     Without DATABASE_URL / REDIS_URL (development) it starts the embedded PostgreSQL and Redis
     first. In development pending migrations are applied before serving; in production it
-    refuses to start while any are pending, unless --migrate.
+    refuses to start while any are pending, unless --migrate. It raises the soft open-files
+    limit to the hard one (each live event stream holds a socket) and says how many streams
+    each worker can hold.
 
     SIGTERM drains: /ready answers 503 at once and every response closes its connection;
     serving goes on for APICTL_SHUTDOWN_DELAY seconds (5 in production, so load balancers
     take the instance out first), then it stops accepting, event streams end, in-flight
-    requests get up to APICTL_SHUTDOWN_TIMEOUT seconds, and it exits 0.
+    requests and webhook deliveries get up to APICTL_SHUTDOWN_TIMEOUT seconds, and it exits 0.
     """
     from service import serving
 
@@ -81,7 +83,7 @@ def serve(
     own_servers = bool(settings.database_url and settings.redis_url)
     settings = _servers(settings)
     _migrations(settings, forced=migrate)
-    _announce(settings, workers)
+    _announce(settings, workers, *_raise_open_files())
     if own_servers and not reload:
         serving.exec_serving(workers)  # this process becomes the server, without the CLI
     serving.run(workers, reload)  # embedded servers: stay, to stop them on the way out
@@ -174,7 +176,16 @@ def _pending(settings: Settings) -> list[str]:
         )
 
 
-def _announce(settings: Settings, workers: int) -> None:
+def _raise_open_files() -> tuple[int, int]:
+    """The soft open-files limit before and after raising it to the hard one, here, so that the
+    workers inherit it: each live event stream holds a socket."""
+    from service.process.open_files import current_limit, raise_limit
+
+    before = current_limit()
+    return before, raise_limit()
+
+
+def _announce(settings: Settings, workers: int, files_before: int, files: int) -> None:
     from service.config import mask_url
 
     assert settings.database_url is not None
@@ -182,5 +193,24 @@ def _announce(settings: Settings, workers: int) -> None:
     console.print(
         f"apictl serving on [bold]http://{settings.host}:{settings.port}[/] "
         f"({settings.env}, {workers} worker(s))\n"
-        f"  database {mask_url(settings.database_url)}\n  redis    {mask_url(settings.redis_url)}"
+        f"  database {mask_url(settings.database_url)}\n  redis    {mask_url(settings.redis_url)}\n"
+        f"  streams  {_streams(settings, files_before, files)}"
     )
+
+
+def _streams(settings: Settings, files_before: int, files: int) -> str:
+    """What the open-files limit leaves each worker for live event streams."""
+    from service.process.open_files import reserved_files, stream_capacity, stream_limit
+
+    raised = f"raised from {files_before:,} to " if files > files_before else ""
+    limit = f"open files {raised}{files:,}"
+    capacity = stream_capacity(settings, files)
+    if capacity == 0:
+        return (
+            f"{limit}: [yellow]no live streams[/] (each worker needs"
+            f" {reserved_files(settings):,} for its pools and requests); raise `ulimit -n`"
+        )
+    allowed = stream_limit(settings)
+    if allowed < capacity:
+        return f"{limit}: up to {allowed:,} live streams per worker (APICTL_MAX_STREAMS)"
+    return f"{limit}: up to {capacity:,} live streams per worker"

@@ -1,4 +1,5 @@
-"""Benchmark reports: medians over rounds, ratios to the reference, JSON, markdown and a chart."""
+"""Benchmark reports: medians over rounds, ratios to the reference, JSON, markdown and a chart;
+the event streams' figures in a table of their own."""
 
 from __future__ import annotations
 
@@ -51,6 +52,18 @@ def summarize(measurements: list[dict[str, Any]], connections: int) -> dict[str,
 
 
 def markdown(results: dict[str, Any]) -> str:
+    if results["measurements"]:
+        lines = http_markdown(results)
+    else:  # the event streams alone
+        machine = results["machine"]
+        lines = [
+            f"Benchmark of {results['when']} ({machine['cpus']} cores, Python "
+            f"{machine['python']}): one server worker pinned to a core, its clients on the other."
+        ]
+    return "\n".join(lines + streams_markdown(results)) + "\n"
+
+
+def http_markdown(results: dict[str, Any]) -> list[str]:
     settings = results["settings"]
     conns = settings["connections"]
     summary = summarize(results["measurements"], conns)
@@ -95,7 +108,38 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {target} | {workload} | {row['rps']:,.0f} | {row['p99_ms']} "
                 f"| {row['non_2xx']} | {row['socket_errors']} |"
             )
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def streams_markdown(results: dict[str, Any]) -> list[str]:
+    """The `stream` workload's table (bench/streams.py), when it ran."""
+    streams = results.get("streams")
+    if not streams:
+        return []
+    settings = results["settings"]
+    lines = [
+        "",
+        "Idle event streams (`stream`), apictl only: the reference serves no event stream. Each "
+        "count on a worker started afresh; clients on the other core. KB per stream: what the "
+        "worker's RSS grew by with them open, per stream; idle CPU: the worker's, in % of a "
+        f"core over {settings['stream_idle']:g} s; fan-out: one `post.created`, from its POST's "
+        f"201 to each stream, medians of {settings['stream_events']} events (max: the slowest "
+        "stream of any; reached: the fewest streams an event reached); after closing: the "
+        "`apictl_sse_subscribers` gauge, open files, RSS over RSS before.",
+        "",
+        "| target | streams | opened in s | KB per stream | idle CPU % | fan-out p50 ms | p99 ms "
+        "| max ms | reached | gauge after | fds before / after | RSS after / before |",
+        "| --- " + "| ---: " * 11 + "|",
+    ]
+    for m in streams:
+        idle = "" if m["idle_cpu_percent"] is None else m["idle_cpu_percent"]
+        lines.append(
+            f"| {m['target']} | {m['opened']:,} of {m['streams']:,} | {m['open_seconds']} "
+            f"| {m['kb_per_stream']} | {idle} | {m['fanout_p50_ms']} | {m['fanout_p99_ms']} "
+            f"| {m['fanout_max_ms']} | {m['delivered_min']:,} | {m['subscribers_after']:g} "
+            f"| {m['fds_before']} / {m['fds_after']} | {m['rss_after_ratio']} |"
+        )
+    return lines
 
 
 def chart(results: dict[str, Any], path: Path) -> bool:
@@ -109,6 +153,8 @@ def chart(results: dict[str, Any], path: Path) -> bool:
         return False
     summary = summarize(results["measurements"], results["settings"]["connections"])
     names = targets(results)
+    if not names:  # no HTTP workload ran
+        return False
     fig, ax = plt.subplots(figsize=(9, 4.4), dpi=110)
     width = 0.8 / len(names)
     colours = ["#cbd2d9", "#9aa5b1", "#1f6feb", "#f0a30a", "#8e44ad"]

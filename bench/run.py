@@ -3,11 +3,14 @@
     python -m bench.run                 # full: 2 rounds x 15 s per workload and target
     python -m bench.run --smoke         # a few seconds, for CI: proves the benchmark still runs
     python -m bench.run --tracing       # also traced at ratio 0.01 and 1.0, A/B
+    python -m bench.run --workloads stream   # idle event streams only (bench/streams.py)
 
 One server worker pinned to core 0, wrk pinned to core 1 (PostgreSQL and Redis float). Targets
 are interleaved within each round and medians are taken over rounds, so every apictl figure is
 a ratio to the reference measured minutes apart on the same machine. apictl runs with its full
-production stack on: request id, JSON access log, metrics, gzip, CORS, auth.
+production stack on: request id, JSON access log, metrics, gzip, CORS, auth. The `stream`
+workload comes last, on apictl targets only (the reference serves no event stream), each count
+of streams on a worker started afresh.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,12 +37,15 @@ import psycopg
 import redis
 
 from bench.otlp_sink import start_sink
-from bench.report import write_reports
+from bench.report import REFERENCES, write_reports
 from bench.seed import seed
+from bench.streams import StreamMeasurement, worker_pid
+from bench.streams import measure as measure_streams
 from service.config import load_settings
 from service.events.bus import STREAM
 from service.ops.migrations import Migrator
 from service.process.embedded import detach, start_postgres, start_redis
+from service.webhooks.message import new_secret
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = {
@@ -47,6 +54,8 @@ WORKLOADS = {
     "list": HERE / "wrk" / "list.lua",
     "write": HERE / "wrk" / "write.lua",
 }
+STREAM_WORKLOAD = "stream"  # idle event streams (bench/streams.py), after the others
+WEBHOOK_TARGET = "apictl+webhook"
 SERVER_CORE, LOAD_CORE = "0", "1"
 BENCH_DB = "apictl_bench"
 
@@ -117,9 +126,17 @@ class Server:
     def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, log: Path):
         self.name, self.port = name, port
         self.url = f"http://127.0.0.1:{port}"
+        self.command, self.env, self.log = command, env, log
+        log.write_text("")
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, once stopped) and wait until it answers."""
         pin = ["taskset", "-c", SERVER_CORE] if os.cpu_count() and os.cpu_count() > 1 else []  # type: ignore[operator]
-        with log.open("w") as out:
-            self.process = subprocess.Popen([*pin, *command], env=env, stdout=out, stderr=out)
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(
+                [*pin, *self.command], env=self.env, stdout=out, stderr=out
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -128,8 +145,8 @@ class Server:
             except httpx2.HTTPError:
                 time.sleep(0.2)
             if self.process.poll() is not None:
-                sys.exit(f"{name} failed to start; see {log}")
-        sys.exit(f"{name} did not answer within 60 s; see {log}")
+                sys.exit(f"{self.name} failed to start; see {self.log}")
+        sys.exit(f"{self.name} did not answer within 60 s; see {self.log}")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -197,7 +214,20 @@ def main() -> None:
     parser.add_argument("--redis-url", help="a Redis server to use (default: embedded)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
-        "--workloads", default=",".join(WORKLOADS), help="comma list of workloads (default: all)"
+        "--workloads",
+        default=",".join([*WORKLOADS, STREAM_WORKLOAD]),
+        help="comma list of workloads (default: all)",
+    )
+    parser.add_argument(
+        "--streams",
+        default="1000,10000",
+        help="comma list: how many idle event streams the stream workload opens, in turn",
+    )
+    parser.add_argument(
+        "--stream-idle", type=float, default=20, help="seconds of idle CPU measured (0: none)"
+    )
+    parser.add_argument(
+        "--stream-events", type=int, default=5, help="post.created events fanned out to them"
     )
     parser.add_argument(
         "--variant",
@@ -215,6 +245,13 @@ def main() -> None:
         " and traced-1.0 (every request)",
     )
     parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="also measure apictl with one webhook endpoint subscribed to every event (a local"
+        " sink answering 200), as target apictl+webhook: the same process, the endpoint enabled"
+        " only while that target is measured",
+    )
+    parser.add_argument(
         "--baseline",
         action="append",
         default=[],
@@ -226,6 +263,11 @@ def main() -> None:
     if args.smoke:
         args.duration, args.warmup, args.rounds = 2, 1, 1
         args.users, args.posts, args.stress_connections = 20, 200, 0
+        args.streams, args.stream_idle, args.stream_events = "200", 2, 2
+    chosen = args.workloads.split(",")
+    if unknown := set(chosen) - {*WORKLOADS, STREAM_WORKLOAD}:
+        parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
+    args.streams = [int(n) for n in args.streams.split(",")]
 
     wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="apictl-bench-"))
@@ -245,6 +287,10 @@ def main() -> None:
         "APICTL_ENV": "production",
         "APICTL_LOG_FORMAT": "json",
         "APICTL_CORS_ORIGINS": "https://app.example.com",
+        # Every request is counted, as in production, but a run's few users must never trip
+        # the limit: a 429 is not the work being measured (and the stream workload's posts
+        # come after the other workloads' minute of requests).
+        "APICTL_API_RATE_LIMIT": "1000000000/minute",
     }
     reference_cmd = [
         sys.executable,
@@ -264,6 +310,8 @@ def main() -> None:
         endpoint = f"OTEL_EXPORTER_OTLP_ENDPOINT={start_sink()}"
         ratio = "OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.01"
         args.variant += [f"traced-0.01:{endpoint},{ratio}", f"traced-1.0:{endpoint}"]
+    if args.webhook:  # the sink listens on loopback
+        apictl_env |= {"APICTL_WEBHOOK_ALLOW_PRIVATE": "true"}
     pool = pool_budget(database_url, 3 + len(args.variant) + len(args.baseline))
     print(f"every target's database pool: {pool} connections", flush=True)
     base_env |= {"REFERENCE_POOL_MAX": str(pool)}
@@ -298,27 +346,33 @@ def main() -> None:
         servers[name] = Server(
             name, [executable, "serve", "--port", str(port)], apictl_env, port, work / f"{name}.log"
         )
+    targets: dict[str, tuple[Server, Callable[[bool], None]]] = {
+        name: (server, lambda on: None) for name, server in servers.items()
+    }
+    if args.webhook:
+        targets[WEBHOOK_TARGET] = (servers["apictl"], subscribe_sink(database_url))
     measurements: list[Measurement] = []
+    http = [w for w in chosen if w in WORKLOADS]
     try:
-        chosen = args.workloads.split(",")
-        plan = [(r, w) for r in range(args.rounds) for w in chosen]
-        for round_no, workload in plan:
-            order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
+        plan = [(r, w) for r in range(args.rounds) for w in http]
+        stress = [(-1, w) for w in http] if args.stress_connections else []
+        for round_no, workload in [*plan, *stress]:
+            order = list(targets) if round_no % 2 == 0 else list(reversed(targets))
+            connections = args.connections if round_no >= 0 else args.stress_connections
             for name in order:
-                measurements.append(
-                    measure(wrk, servers[name], workload, round_no, args.connections, args, wrk_env)
-                )
-        if args.stress_connections:
-            for workload in chosen:
-                for name in servers:
-                    measurements.append(
-                        measure(
-                            wrk, servers[name], workload, -1, args.stress_connections, args, wrk_env
-                        )
+                server, subscribed = targets[name]
+                subscribed(True)
+                try:
+                    measured = measure(
+                        wrk, server, name, workload, round_no, connections, args, wrk_env
                     )
+                finally:
+                    subscribed(False)
+                measurements.append(measured)
     finally:
         for server in servers.values():
             server.stop()
+    streams = run_streams(servers, args, tokens) if STREAM_WORKLOAD in chosen else []
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -328,15 +382,69 @@ def main() -> None:
             if k not in ("database_url", "redis_url")
         },
         "measurements": [asdict(m) for m in measurements],
+        "streams": [asdict(m) for m in streams],
     }
     write_reports(results, args.out, smoke=args.smoke)
     detach(work / "data")  # stop the private embedded servers before deleting their files
     shutil.rmtree(work, ignore_errors=True)
 
 
+def subscribe_sink(database_url: str) -> Callable[[bool], None]:
+    """One webhook endpoint for every event, at a local sink: a function enabling it (while
+    apictl+webhook is measured) and disabling it (its pending deliveries then wait)."""
+    core = int(LOAD_CORE) if (os.cpu_count() or 1) > 1 else None
+    url = f"{start_sink(core)}/hooks"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO webhook_endpoints (url, secret, enabled) VALUES (%s, %s, false)",
+            (url, new_secret()),
+        )
+
+    def subscribed(on: bool) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("UPDATE webhook_endpoints SET enabled = %s", (on,))
+            if not on:  # what the measurement left undelivered, then a clean slate
+                counts = conn.execute(
+                    "SELECT status, count(*) FROM webhook_deliveries GROUP BY 1"
+                ).fetchall()
+                print(f"  {WEBHOOK_TARGET}: deliveries {dict(counts)}", flush=True)
+                conn.execute("DELETE FROM webhook_deliveries")
+
+    return subscribed
+
+
+def run_streams(
+    servers: dict[str, Server], args: argparse.Namespace, tokens: list[str]
+) -> list[StreamMeasurement]:
+    """The stream workload on every apictl target, each count of streams on a worker started
+    afresh: none inherits the memory a count before it left behind (the allocator keeps it)."""
+    core = int(LOAD_CORE) if (os.cpu_count() or 1) > 1 else None
+    measured = []
+    for server in (s for name, s in servers.items() if name not in REFERENCES):
+        for count in args.streams:
+            server.start()
+            try:
+                measured.append(
+                    measure_streams(
+                        server.url,
+                        worker_pid(server.process.pid, server.port),
+                        tokens,
+                        count,
+                        idle_seconds=args.stream_idle,
+                        events=args.stream_events,
+                        core=core,
+                        target=server.name,
+                    )
+                )
+            finally:
+                server.stop()
+    return measured
+
+
 def measure(
     wrk: str,
     server: Server,
+    target: str,
     workload: str,
     round_no: int,
     connections: int,
@@ -347,7 +455,7 @@ def measure(
         run_wrk(wrk, server, workload, args.warmup, connections, env)
     figures = run_wrk(wrk, server, workload, args.duration, connections, env)
     m = Measurement(
-        server.name,
+        target,
         workload,
         round_no,
         connections,

@@ -83,7 +83,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
         app.state.runtime = runtime = await Runtime.open(
             settings, serving=True, instruments=instruments
         )
-        drain.install(on_stop=runtime.events.close)
+        drain.install(on_stop=runtime.stop_serving)
         # Everything alive now lives as long as the process: keep it out of the collector's
         # generations, so collections walk only per-request garbage (shorter pauses). And
         # collect the young generation every GC_YOUNG_THRESHOLD allocations, not Python's 700:

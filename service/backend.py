@@ -7,6 +7,7 @@ it Redis, the relay, tracing and the process.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -23,6 +24,21 @@ class EventRelay(Protocol):
 
     def written(self) -> None:
         """Events were committed: wake the relay."""
+
+
+class StoredEvent(Protocol):
+    """One event of the Stream (events.bus.Event)."""
+
+    id: str
+    type: str
+    data: str  # its JSON
+
+
+class EventHistory(Protocol):
+    """The events kept in the Stream (events.bus.EventBus)."""
+
+    async def history(self, after: str) -> tuple[Sequence[StoredEvent], bool]:
+        """The events after `after`, and whether some after it are no longer kept."""
 
 
 class PasswordHashing(Protocol):
@@ -64,6 +80,9 @@ class Backend(Protocol):
 
     @property
     def relay(self) -> EventRelay: ...
+
+    @property
+    def events(self) -> EventHistory: ...
 
     @property
     def passwords(self) -> PasswordHashing: ...

@@ -30,6 +30,8 @@ _PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 HANDOVER_VARIABLE = "APICTL_HANDOVER"
 HANDOVER_FIELDS = ("database_url", "redis_url", "host", "port")
 PRODUCTION_SHUTDOWN_DELAY = 5.0  # seconds: time for load balancers to take a draining one out
+# seconds between a webhook delivery's attempts: Standard Webhooks' schedule
+WEBHOOK_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 def parse_duration(text: str | int) -> int:
@@ -179,6 +181,14 @@ class Settings(BaseSettings):
         " refused with 503; 0 = no limit",
         examples=[100_000],
     )
+    max_streams: int | None = Field(
+        None,
+        ge=1,
+        description="live event streams (`GET /api/v1/events`) each worker holds at most; a"
+        " new one past that, or past what the open-files limit leaves room for, gets 503",
+        examples=[10_000],
+        json_schema_extra={"docs_default": "unset: as many as the open-files limit allows"},
+    )
     shutdown_delay: float | None = Field(
         None,
         ge=0,
@@ -190,7 +200,8 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         10.0,
         gt=0,
-        description="seconds in-flight requests may take to finish once a worker stops accepting",
+        description="seconds in-flight requests, then webhook deliveries, may take to finish once"
+        " a worker stops accepting",
         examples=[10],
     )
     max_requests: int | None = Field(
@@ -206,6 +217,27 @@ class Settings(BaseSettings):
         description="up to this many more requests, at random per worker, so workers are not"
         " all replaced at once",
         examples=[10_000],
+    )
+    webhook_timeout: float = Field(
+        15.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds a webhook endpoint has to answer a delivery with a 2xx (else it"
+        " is tried again later)",
+        examples=[15],
+    )
+    webhook_retry_schedule: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: list(WEBHOOK_RETRY_SCHEDULE),
+        description="comma list of durations between a webhook delivery's attempts (each"
+        " +-10 % at random); after the last one the delivery has failed",
+        examples=["5s,5m,30m,2h,5h,10h,10h"],
+        json_schema_extra={"docs_default": "`5s,5m,30m,2h,5h,10h,10h`"},
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="let webhooks reach loopback, private, link-local and other non-public"
+        " addresses (refused by default: a webhook must not be a way into your network)",
+        examples=["false"],
     )
     data_dir: Path = Field(
         Path(".apictl"),
@@ -283,6 +315,16 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            steps = [parse_duration(item) for item in _split_commas(value)]
+            if not steps:
+                raise ValueError("must list at least one duration, like 5s,5m,30m")
+            return steps
+        return value
 
     @field_validator("login_rate_limit", "api_rate_limit", mode="before")
     @classmethod

@@ -21,8 +21,10 @@ from service.db import Database
 from service.events.bus import EventBus
 from service.events.relay import Relay
 from service.idempotency import IdempotencyKeys
+from service.process.open_files import stream_limit
 from service.process.redis_client import create_redis
 from service.tracing.instruments import UNTRACED, Instruments
+from service.webhooks.delivery import Dispatcher
 
 TASK_STOP_SECONDS = 2.0
 
@@ -39,6 +41,7 @@ class Runtime:
     events: EventBus
     relay: Relay
     idempotency: IdempotencyKeys
+    webhooks: Dispatcher
     trusted_proxies: list[Network]
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -51,6 +54,7 @@ class Runtime:
         db = Database(settings, instruments.connection_class)
         await db.open()
         redis = create_redis(settings, instruments.redis_class)
+        webhooks = Dispatcher(settings, db, instruments)
         runtime = cls(
             settings=settings,
             db=db,
@@ -61,27 +65,37 @@ class Runtime:
             api_limiter=ApiLimiter(redis, settings.api_rate_limit)
             if settings.api_rate_limit
             else None,
-            events=EventBus(redis),
-            relay=Relay(settings, db, redis, instruments),
+            events=EventBus(redis, limit=stream_limit(settings)),
+            relay=Relay(settings, db, redis, instruments, delivering=webhooks.wake),
             idempotency=IdempotencyKeys(db),
+            webhooks=webhooks,
             trusted_proxies=parse_networks(settings.trusted_proxies),
         )
         if serving:
             jobs = (
                 runtime.tokens.listen(),
                 runtime.events.run(),
+                runtime.events.sweep_forever(),
                 runtime.relay.run(),
                 runtime.idempotency.sweep_forever(),
+                runtime.webhooks.run(),
                 *([runtime.api_limiter.sync_forever()] if runtime.api_limiter else []),
             )
             for job in jobs:
                 runtime._tasks.append(asyncio.create_task(job))
         return runtime
 
+    def stop_serving(self) -> None:
+        """The worker stops accepting: end the event streams, and let the webhook attempts in
+        flight finish within the same APICTL_SHUTDOWN_TIMEOUT as the requests in flight."""
+        self.events.close()
+        self.webhooks.stop(self.settings.shutdown_timeout)
+
     async def close(self) -> None:
         # Bounded: a stuck background task must not hold shutdown hostage. Cancelled again
         # while it lingers: redis-py, cancelled inside its connection clean-up, can wait there
         # until a second cancellation (seen: the token listener and the Stream reader).
+        await self.webhooks.finish(self.settings.shutdown_timeout)
         pending = set(self._tasks)
         deadline = asyncio.get_running_loop().time() + TASK_STOP_SECONDS
         while pending and asyncio.get_running_loop().time() < deadline:

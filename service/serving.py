@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from service.config import load_settings
+from service.process.memory import ALLOCATOR
 
 WORKERS_ENV = "APICTL_WORKERS"  # set by `apictl serve --workers N` for this module
 
@@ -68,6 +69,8 @@ def exec_serving(workers: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.environ[WORKERS_ENV] = str(workers)
+    for name, value in ALLOCATOR.items():  # Python's objects from glibc: memory that goes back
+        os.environ.setdefault(name, value)
     # the interpreter's -X options go along; -P: the working directory shadows no package
     options = [f"-X{k}" if v is True else f"-X{k}={v}" for k, v in sys._xoptions.items()]
     argv = [sys.executable, *options, "-P", "-m", "service.serving"]

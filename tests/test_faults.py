@@ -29,7 +29,7 @@ from fixtures.faults import Load, PrivatePostgres, PrivateRedis, watch
 from fixtures.servers import RunningServer, free_port
 from fixtures.sse_client import subscribe
 from service.config import load_settings
-from service.events.sse import KEEPALIVE_SECONDS
+from service.events.bus import KEEPALIVE_SECONDS
 from service.ops.migrations import Migrator
 from service.process.redis_client import POOL_SIZE
 

@@ -191,7 +191,7 @@ def _env_text(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, list):
-        return ",".join(value)
+        return ",".join(map(str, value))
     if isinstance(value, float):
         return f"{value:g}"  # 3, not 3.0
     return str(value)

@@ -2,38 +2,22 @@
 
 Parameters are OWASP's argon2id minimum (19 MiB, t=2, p=1: ~30 ms here): a login costs a
 bounded amount of memory, and two threads keep the loop free while capping concurrent hashes.
-
-That memory must go back to the system after each hash. glibc serves a block of 19 MiB with
-mmap (returned on free) only until the first such block is freed: then it raises its mmap
-threshold past 19 MiB and later buffers come from the hashing threads' arenas, which it never
-returns: a worker kept ~38 MB more for good after a few logins. Fixing the threshold at
-MMAP_THRESHOLD (`mallopt`, as `MALLOC_MMAP_THRESHOLD_` would) keeps every buffer on mmap.
+That memory goes back to the system after each hash (service.process.memory: glibc would
+otherwise keep it in the hashing threads' arenas).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from service.process.memory import keep_large_blocks_on_mmap
 from service.tracing.instruments import NoSpans, Spans
 
 HASH_THREADS = 2
-MMAP_THRESHOLD = 4 * 1024 * 1024  # blocks this large or larger: mmap, returned when freed
-_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-
-
-def keep_large_blocks_on_mmap() -> bool:
-    """Fix glibc's mmap threshold (no-op elsewhere); whether it was set."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    mallopt = getattr(ctypes.CDLL(libc_name), "mallopt", None)  # musl has none
-    return bool(mallopt and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1)
 
 
 class Passwords:

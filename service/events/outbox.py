@@ -9,7 +9,11 @@ Stream carries exactly the bytes the API would send (`encode`).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 import re
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -43,3 +47,13 @@ def encode(event_type: str, data: str) -> str:
     if model is None:
         return data
     return model.model_validate_json(data).model_dump_json()
+
+
+def declared_types() -> list[str]:
+    """Every event type of every resource (`service/<resource>/service.py` declares its own
+    when imported: all are imported first, so a scaffolded resource's count too)."""
+    for info in pkgutil.iter_modules([str(Path(__file__).parent.parent)]):
+        module = f"service.{info.name}.service"
+        if info.ispkg and importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+    return sorted(_MODELS)

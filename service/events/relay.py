@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,10 +39,13 @@ from service.events import outbox
 from service.events.bus import STREAM, STREAM_MAXLEN
 from service.process.cancellation import stop_if_cancelled
 from service.tracing.instruments import UNTRACED, Instruments
+from service.webhooks import message
+from service.webhooks import queries as webhook_queries
 
 LOCK_KEY = 0x6170_6963_746C_0001  # "apictl" + 1: the relay's advisory lock, per database
 CHANNEL = "apictl_outbox"
 RELAYED = "apictl:events:relayed"  # the last (xid, id) appended, and whose cluster it is
+IDS = "apictl:events:relayed-ids"  # the Stream ids of the rows of the last append
 BATCH = 500
 POLL_SECONDS = 1.0  # a lost wake-up costs at most this
 STANDBY_SECONDS = 1.0
@@ -56,7 +60,11 @@ SELECT id, xid::text AS txid, type, data::text AS data,
        xid < pg_snapshot_xmin(pg_current_snapshot()) AS settled
 FROM event_outbox ORDER BY event_outbox.xid, event_outbox.id LIMIT $1
 """
-DELETE_BATCH = "DELETE FROM event_outbox WHERE id = ANY($1::bigint[])"
+# Out of the outbox, and to the webhooks subscribed, in one statement
+MOVED = f"""
+WITH relayed AS (DELETE FROM event_outbox WHERE id = ANY($4::bigint[]))
+{webhook_queries.FAN_OUT}
+"""  # noqa: S608 (constant SQL)
 MEASURE = """
 SELECT (SELECT count(*) FROM (SELECT FROM event_outbox LIMIT $1) AS waiting) AS backlog,
        (SELECT extract(epoch FROM now() - created_at)::float8
@@ -70,27 +78,41 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295)
 """
 
-# KEYS: the Stream, the RELAYED hash. ARGV: maxlen, cluster id, then xid, id, type, data per row.
+# KEYS: the Stream, the RELAYED hash, the IDS hash. ARGV: maxlen, cluster id, then xid, id, type,
+# data per row. Returns each row's Stream id: the one XADD gave it, or, for a row appended by a
+# call whose relay died before deleting it, the one IDS kept (IDS holds the last call's rows).
 APPEND = """
 local last_xid, last_id = -1, -1
 if redis.call('HGET', KEYS[2], 'cluster') == ARGV[2] then
   last_xid = tonumber(redis.call('HGET', KEYS[2], 'xid'))
   last_id = tonumber(redis.call('HGET', KEYS[2], 'id'))
 end
-local xid_text, id_text, appended = nil, nil, 0
+local xid_text, id_text, ids, kept = nil, nil, {}, {}
 for i = 3, #ARGV, 4 do
   local xid, id = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local row = ARGV[i] .. ':' .. ARGV[i + 1]
+  local stream_id
   if xid > last_xid or (xid == last_xid and id > last_id) then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-               'type', ARGV[i + 2], 'data', ARGV[i + 3])
+    stream_id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                           'type', ARGV[i + 2], 'data', ARGV[i + 3])
     last_xid, last_id, xid_text, id_text = xid, id, ARGV[i], ARGV[i + 1]
-    appended = appended + 1
+  else
+    stream_id = redis.call('HGET', KEYS[3], row) or ''
+  end
+  ids[#ids + 1] = stream_id
+  if stream_id ~= '' then
+    kept[#kept + 1] = row
+    kept[#kept + 1] = stream_id
   end
 end
 if xid_text then
   redis.call('HSET', KEYS[2], 'cluster', ARGV[2], 'xid', xid_text, 'id', id_text)
 end
-return appended
+redis.call('DEL', KEYS[3])
+if #kept > 0 then
+  redis.call('HSET', KEYS[3], unpack(kept))
+end
+return ids
 """
 
 
@@ -124,9 +146,15 @@ class Relay:
     """The relay of one process: `run` it while serving; `written` after a commit of events."""
 
     def __init__(
-        self, settings: Settings, db: Database, redis: Redis, instruments: Instruments = UNTRACED
+        self,
+        settings: Settings,
+        db: Database,
+        redis: Redis,
+        instruments: Instruments = UNTRACED,
+        delivering: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings, self.db, self.redis = settings, db, redis
+        self.delivering = delivering  # called once events reached webhook deliveries
         self.instruments = instruments  # each relayed batch is a trace of its own
         self.limit = settings.event_backlog_limit
         self.holding = False
@@ -318,7 +346,7 @@ class Relay:
         for row in rows:
             args += [row["txid"], row["id"], row["type"], outbox.encode(row["type"], row["data"])]
         try:
-            await self._append(keys=[STREAM, RELAYED], args=args)
+            stream_ids: list[bytes] = await self._append(keys=[STREAM, RELAYED, IDS], args=args)
         except (RedisError, OSError) as exc:
             stop_if_cancelled(exc)
             if not self.redis_failing:
@@ -329,5 +357,19 @@ class Relay:
         if self.redis_failing:
             log.warning("Redis is back: relaying the outbox")
             self.redis_failing = False
-        await conn.execute(DELETE_BATCH, [row["id"] for row in rows])
+        events = [(i.decode(), args[4 + 4 * n], args[5 + 4 * n]) for n, i in enumerate(stream_ids)]
+        events = [event for event in events if event[0]]
+        if len(events) < len(rows):  # only if Redis lost what it had been given
+            log.warning(
+                "%d event(s) relayed without their ids: no webhooks for them",
+                len(rows) - len(events),
+            )
+        await conn.execute(
+            MOVED,
+            [event_id for event_id, _, _ in events],
+            [event_type for _, event_type, _ in events],
+            [message.body(*event) for event in events],
+            [row["id"] for row in rows],
+        )
+        self.delivering()
         return True

@@ -24,7 +24,8 @@ router = APIRouter(prefix="/api/v1", tags=["events"], route_class=ApiRoute)
     description=(
         "Each event has a monotonic `id:` (resume with the Last-Event-ID header, or the "
         "`last_event_id` query parameter where a header cannot be set; the header wins), an "
-        "`event:` and JSON `data:`. A keep-alive comment comes every 15 s. A Last-Event-ID "
+        "`event:` and JSON `data:`. A keep-alive comment comes after 15 s (at most 20 s) of "
+        "silence. A Last-Event-ID "
         "older than what is kept starts from the oldest kept event, announced by a "
         "`stream.truncated` event; a client too slow to keep up gets `stream.dropped` and "
         "should reconnect. Authenticated by a bearer token or a `ticket`. "

@@ -1,57 +1,25 @@
-"""Server-Sent Events over ASGI: framing, keep-alives, a bounded send, a clean end."""
+"""Server-Sent Events over ASGI: a stream that costs one task and one waiting future.
+
+The response sends its head through every layer like any other, then hands the rest over
+(`service.http.middleware.request_context.continue_after`): the layers' frames unwind, and the
+stream is written from the outermost one, straight to the server's `send`. Its task then waits
+on one future, woken by the bus when there is something to write (an event, a keep-alive, the
+end); the server's notice of a disconnect ends it without a task of its own watching
+`receive` (where the server gives none, a test client, a helper task does).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
+import contextlib
+from functools import partial
 
-import anyio
-import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.events.bus import Event, EventBus, Subscription, event_key
-
-KEEPALIVE_SECONDS = 15.0
-SEND_TIMEOUT_SECONDS = 10.0
-RETRY_MS = 2000
-log = logging.getLogger("apictl.events")
-
-
-def frame(event_id: str | None, event_type: str, data: str) -> bytes:
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event_type}\ndata: {data}\n\n".encode()
-
-
-async def frames(subscription: Subscription, keepalive: float) -> AsyncIterator[bytes]:
-    """The byte stream of one subscription: backlog first, then live events, in id order."""
-    yield f"retry: {RETRY_MS}\n\n".encode()
-    if subscription.truncated_from is not None:
-        oldest = subscription.backlog[0].id if subscription.backlog else None
-        notice = {"last_event_id": subscription.truncated_from, "oldest_kept": oldest}
-        yield frame(None, "stream.truncated", orjson.dumps(notice).decode())
-    sent = (0, 0)
-    for event in subscription.backlog:
-        yield frame(event.id, event.type, event.data)
-        sent = event_key(event.id)
-    subscription.backlog = []
-    while True:
-        if subscription.overflowed:
-            yield frame(None, "stream.dropped", '{"reason":"client too slow; reconnect"}')
-            return
-        try:
-            async with asyncio.timeout(keepalive):
-                item: Event | None = await subscription.queue.get()
-        except TimeoutError:
-            yield b": keep-alive\n\n"
-            continue
-        if item is None:  # shutting down
-            yield b": server shutting down\n\n"
-            return
-        if event_key(item.id) > sent:  # already sent from the backlog otherwise
-            sent = event_key(item.id)
-            yield frame(item.id, item.type, item.data)
+from service.events.bus import STALLED, EventBus, Subscription
+from service.http.frameworks.uvicorn import DirectWrites, on_disconnect
+from service.http.middleware.request_context import continue_after
 
 
 class EventStreamResponse(Response):
@@ -72,25 +40,51 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._until_disconnect, receive, group.cancel_scope)
-                await self._stream(send)
-                group.cancel_scope.cancel()
-        finally:
+        except BaseException:
             self.bus.unsubscribe(self.subscription)
+            raise
+        # the rest needs neither this response nor anything of the layers
+        continue_after(scope, partial(stream, self.bus, self.subscription))
 
-    async def _stream(self, send: Send) -> None:
-        async for chunk in frames(self.subscription, KEEPALIVE_SECONDS):
-            try:
-                with anyio.fail_after(SEND_TIMEOUT_SECONDS):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except TimeoutError:
-                log.warning("dropped an SSE client that stopped reading")
-                return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    @staticmethod
-    async def _until_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        scope.cancel()
+async def stream(bus: EventBus, subscription: Subscription, receive: Receive, send: Send) -> None:
+    """The stream's one loop: write what is pending, wait for more, end when told."""
+    watcher = None
+    if not on_disconnect(receive, subscription.end):
+        watcher = asyncio.create_task(_until_disconnect(receive, subscription))
+    loop = asyncio.get_running_loop()
+    subscription.task = asyncio.current_task()
+    subscription.direct = DirectWrites.of(send)
+    try:
+        while True:
+            if subscription.pending:
+                chunk = b"".join(subscription.pending)
+                subscription.pending = []
+                subscription.sending_since = now = loop.time()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                subscription.sending_since = 0.0
+                subscription.written_at = now
+            elif subscription.ended is not None:
+                break
+            else:
+                subscription.waiter = waiter = loop.create_future()
+                await waiter
+        await send({"type": "http.response.body", "body": subscription.ended, "more_body": False})
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if exc.args != (STALLED,) or task is None:
+            raise
+        task.uncancel()  # the bus ended a write that was stuck (bus.stall); the server
+        # closes the connection: its response never ends (a stuck client reads no more)
+    finally:
+        bus.unsubscribe(subscription)
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+async def _until_disconnect(receive: Receive, subscription: Subscription) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscription.end()

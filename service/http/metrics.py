@@ -86,6 +86,20 @@ class _RuntimeCollector(Collector):
             "1 in the process whose relay holds the lock",
             value=int(runtime.relay.holding),
         )
+        webhooks = runtime.webhooks
+        deliveries = CounterMetricFamily(
+            "apictl_webhook_deliveries",
+            "Webhook delivery attempts by result (delivered, retried, failed)",
+            labels=["result"],
+        )
+        for result in ("delivered", "retried", "failed"):
+            deliveries.add_metric([result], getattr(webhooks, result))
+        yield deliveries
+        yield GaugeMetricFamily(
+            "apictl_webhook_backlog",
+            "Webhook deliveries waiting for their next attempt (all instances)",
+            value=webhooks.backlog,
+        )
         yield GaugeMetricFamily(
             "apictl_asyncio_tasks", "Tasks on the event loop", value=len(asyncio.all_tasks())
         )

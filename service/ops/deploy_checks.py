@@ -22,6 +22,7 @@ import redis
 from service.config import DIRECT_URL_HINT, NO_DIRECT_URL, Settings, env_name, mask_url
 from service.errors import MigrationError
 from service.ops.migrations import Migrator
+from service.process.open_files import hard_limit, reserved_files, stream_capacity
 from service.tracing.environment import configured
 
 Severity = Literal["error", "warning", "info"]
@@ -32,6 +33,10 @@ WELL_KNOWN_PASSWORDS = frozenset(
 MIN_PASSWORD_LENGTH = 12
 POOL_HEADROOM = 0.8  # above this share of the server's connections, little is left for others
 PROBE_TIMEOUT = 2.0
+STREAM_LIMIT_HINT = (
+    "raise the open-files limit (`ulimit -n`; LimitNOFILE= in a systemd unit; `--ulimit nofile=`"
+    " for a container)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,7 @@ def deploy_findings(settings: Settings, workers: int) -> list[Finding]:
         *_api_limit(settings),
         *_passwords(settings),
         *_tracing(settings),
+        _streams(settings),
     ]
     if settings.database_url is not None:
         findings += _database(settings, settings.database_url, workers)
@@ -151,6 +157,36 @@ def _tracing(settings: Settings) -> Iterator[Finding]:
             " http://otel-collector:4318) and OTEL_TRACES_SAMPLER_ARG;"
             " see docs/operations/tracing.md",
         )
+
+
+def _streams(settings: Settings) -> Finding:
+    """Live event streams per worker against the open-files hard limit (`apictl serve` raises
+    the soft limit to it), as this process sees it: run the check where the service runs."""
+    files = hard_limit()
+    capacity = stream_capacity(settings, files)
+    room = (
+        f"open files {files:,} (the hard limit) leave room for {capacity:,} live event streams"
+        f" per worker ({reserved_files(settings):,} kept for its pools and requests)"
+    )
+    wanted = settings.max_streams
+    if wanted is not None and wanted > capacity:
+        return Finding(
+            "stream-capacity",
+            "warning",
+            f"APICTL_MAX_STREAMS={wanted}, but {room}: a stream past that gets 503",
+            f"{STREAM_LIMIT_HINT} or lower APICTL_MAX_STREAMS to {capacity:,}",
+        )
+    if capacity == 0:
+        return Finding(
+            "stream-capacity", "warning", f"{room}: every stream gets 503", STREAM_LIMIT_HINT
+        )
+    limit = "" if wanted is None else f"APICTL_MAX_STREAMS={wanted}; "
+    return Finding(
+        "stream-capacity",
+        "info",
+        limit + room,
+        "past the limit a new stream gets 503; see docs/operations/deploying.md",
+    )
 
 
 def _passwords(settings: Settings) -> Iterator[Finding]:

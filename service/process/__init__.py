@@ -1,1 +1,1 @@
-"""The process: embedded servers, logs, Redis client, hand-over, shutdown and cancellation."""
+"""The process: embedded servers, logs, Redis client, hand-over, open files, drain, cancellation."""

@@ -20,6 +20,7 @@ uvicorn's supervisor starts a new worker in its place.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import signal
@@ -61,7 +62,10 @@ class Drain:
                 self._uvicorn[sig] = previous
 
             def handler(signum: int, frame: FrameType | None) -> None:
-                loop.call_soon_threadsafe(self._signalled, signum)
+                # A signal handler runs inside whatever callback it interrupted, maybe one a
+                # request scheduled: the drain starts in a context of its own, so its log
+                # lines and spans do not carry that request's id.
+                loop.call_soon_threadsafe(self._signalled, signum, context=contextvars.Context())
 
             signal.signal(sig, handler)
 
@@ -72,7 +76,9 @@ class Drain:
             log.info("served %d requests: this worker is replaced", self.served)
             self.closing = True
             if self._loop is not None:
-                self._loop.call_later(RECYCLE_GRACE, self._stop, signal.SIGTERM)
+                self._loop.call_later(
+                    RECYCLE_GRACE, self._stop, signal.SIGTERM, context=contextvars.Context()
+                )
 
     def _signalled(self, signum: int) -> None:
         if self._stopped:  # uvicorn's own: a second Ctrl-C forces the exit

@@ -40,8 +40,8 @@ NOTES = [
 ]
 COMMENTS = ["comments", "note:ref:notes", "text:str:500", "edited:datetime?"]
 NOTES_FILES = [
-    "migrations/0006_create_notes.sql",
-    "migrations/0006_create_notes.rollback.sql",
+    "migrations/0007_create_notes.sql",
+    "migrations/0007_create_notes.rollback.sql",
     "service/notes/__init__.py",
     "service/notes/schemas.py",
     "service/notes/queries.py",
@@ -148,7 +148,7 @@ def test_migrated_and_served_without_hand_edits(
     scaffold(run, *NOTES)
     migrated = run("apictl", "migrate", env=server_env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "0006_create_notes" in migrated.stdout
+    assert "0007_create_notes" in migrated.stdout
     server = start_server({**server_env, "PYTHONPATH": str(project)})
     with httpx2.Client(base_url=server.url, headers=alice.headers, timeout=10) as api:
         post = api.post("/api/v1/posts", json={"title": "referenced"}).json()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx2
 import psutil
+import pytest
 
 Apictl = Callable[..., CompletedProcess[str]]
 ACCESS_FIELDS = {"ts", "level", "msg", "request_id", "method", "route", "status", "duration_ms"}
@@ -164,6 +166,51 @@ def test_the_serving_process_never_imports_the_migrator(
     imported = [line.split("|")[-1].strip() for line in log.read_text().splitlines()]
     assert "fastapi" in imported  # the app was built in this process
     assert [m for m in imported if m.split(".")[0] in ("yoyo", "psycopg")] == []
+
+
+def test_serve_raises_a_lowered_open_files_limit_and_says_how_many_streams_fit(
+    start_server: Callable[..., Any], server_env: dict[str, str]
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 512:
+        pytest.skip("needs a finite hard open-files limit above 512")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))  # what `apictl serve` inherits
+    try:
+        server = start_server(server_env, "--workers", "2")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    serving = psutil.Process(server.process.pid)  # the workers are its children
+    assert len(serving.children()) >= 2
+    for process in (serving, *serving.children()):
+        assert process.rlimit(psutil.RLIMIT_NOFILE) == (hard, hard), process.cmdline()
+    code, output = server.stop()
+    assert code == 0
+    capacity = hard - (20 + 1 + 50 + 200)  # the database pool, the relay, Redis, a reserve
+    assert (
+        f"  streams  open files raised from 512 to {hard:,}: up to {capacity:,} live streams"
+        " per worker\n"
+    ) in output
+
+
+def test_serve_says_when_apictl_max_streams_is_the_limit(
+    start_server: Callable[..., Any], server_env: dict[str, str]
+) -> None:
+    server = start_server({**server_env, "APICTL_MAX_STREAMS": "300"})
+    code, output = server.stop()
+    assert code == 0
+    assert ": up to 300 live streams per worker (APICTL_MAX_STREAMS)\n" in output
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_a_bad_apictl_max_streams_is_a_configuration_error(
+    apictl: Apictl, server_env: dict[str, str], value: str
+) -> None:
+    result = apictl("serve", env={**server_env, "APICTL_MAX_STREAMS": value}, timeout=30)
+    assert result.returncode == 1
+    [problem] = [line for line in result.stderr.splitlines() if line.startswith("  ")]
+    assert problem.startswith("  APICTL_MAX_STREAMS: ")
+    assert f"(got {value!r})" in problem
+    assert "Traceback" not in result.stderr
 
 
 def _requests_counted(url: str) -> float:

@@ -26,7 +26,7 @@ from fixtures.accounts import Account
 from fixtures.browser import network_requests
 from fixtures.events import wait_for
 from fixtures.servers import RunningServer, free_port
-from service.events.sse import RETRY_MS
+from service.events.bus import RETRY_MS
 
 PAGE = """<!doctype html>
 <meta charset="utf-8">

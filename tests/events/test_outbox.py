@@ -26,6 +26,7 @@ from fixtures.accounts import Account
 from fixtures.events import outbox_size, stream, wait_for
 from fixtures.servers import APICTL, RunningServer, free_port
 from fixtures.sse_client import subscribe
+from fixtures.webhook_receiver import receiving
 from service.posts.service import posts
 
 Apictl = Callable[..., subprocess.CompletedProcess[str]]
@@ -132,6 +133,31 @@ def test_a_relay_that_dies_after_appending_never_appends_twice(
     deletes_refused()
     wait_for(lambda: outbox_size(database_url) == 0, 5, "the outbox emptied")
     assert created_ids(redis_url) == ids, "appended once, in commit order"
+
+
+def test_a_relay_that_dies_after_appending_hands_webhooks_the_stream_s_ids_once(
+    apictl: Apictl,
+    start_server: Callable[..., RunningServer],
+    server_env: dict[str, str],
+    database_url: str,
+    redis_url: str,
+    alice: Account,
+    deletes_refused: Callable[[], None],
+) -> None:
+    env = {**server_env, "APICTL_WEBHOOK_ALLOW_PRIVATE": "true"}
+    with receiving(free_port()) as receiver:
+        assert apictl("webhooks", "add", receiver.url, env=env).returncode == 0
+        server = start_server(env)
+        for n in range(3):
+            post(server.url, alice, f"p{n}")
+        wait_for(lambda: len(stream(redis_url)) == 3, 5, "the events appended")
+        time.sleep(2.5)  # appended, never deleted: no delivery was committed either
+        assert receiver.received == []
+        deletes_refused()
+        got = receiver.wait_for(3)
+        time.sleep(1)
+    assert len(receiver.received) == 3
+    assert sorted(r.id for r in got) == sorted(e.id for e in stream(redis_url))
 
 
 def test_a_killed_relay_is_replaced_within_5_s_and_nothing_is_appended_twice(

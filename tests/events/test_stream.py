@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import pytest
 import redis
+import redis.asyncio
 from fastapi.testclient import TestClient
+from starlette.types import Message
 
 from fixtures.accounts import Account
 from fixtures.sse_client import SseReader, subscribe
 from service.app import create_app
 from service.config import Settings
-from service.events.bus import BACKLOG, STREAM, Event, Subscription
-from service.events.sse import frames
+from service.events.bus import BACKLOG, STREAM, Event, EventBus, Subscription, stall
+from service.events.sse import stream
 
 
 def post(url: str, who: Account, title: str) -> dict[str, Any]:
@@ -157,6 +161,22 @@ def test_without_redis_posts_work_and_events_are_503(
         assert client.get("/ready").json()["checks"]["redis"]["status"] == "degraded"
 
 
+def test_a_stream_past_the_workers_limit_is_503_and_the_others_stay(
+    settings: Settings, admin: Account
+) -> None:
+    with TestClient(create_app(settings.model_copy(update={"max_streams": 1}))) as client:
+        with client.stream("GET", "/api/v1/events", headers=admin.headers) as first:
+            assert first.status_code == 200
+            refused = client.get("/api/v1/events", headers=admin.headers)
+            assert refused.status_code == 503
+            assert "maximum of 1 event streams" in refused.json()["error"]
+            assert refused.headers["retry-after"]
+            assert next(first.iter_lines()).startswith("retry:")  # the first one still streams
+        again = client.stream("GET", "/api/v1/events", headers=admin.headers)
+        with again as second:  # its place is free once it has gone
+            assert second.status_code == 200
+
+
 def _gauge(url: str, name: str) -> float:
     text = httpx2.get(f"{url}/metrics").text
     match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
@@ -200,6 +220,45 @@ def test_connect_disconnect_cycles_leak_nothing(
     assert _redis_clients(redis_url) <= clients + 1  # the pool may keep one more idle socket
 
 
+def test_a_reader_that_stops_reading_awhile_then_gets_every_event(
+    start_server: Callable[..., Any], server_env: dict[str, str], alice: Account
+) -> None:
+    """6 MB of events for a reader that reads none of it at first: more than the kernel buffers
+    hold, so the server's writes pause until the reader reads again (uvicorn's flow control), and
+    then go on: every event arrives, in order."""
+    server = start_server(server_env)
+    address = urlsplit(server.url)
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.settimeout(20)
+    reader.connect((address.hostname, address.port))
+    token = alice.headers["Authorization"]
+    reader.sendall(
+        f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n\r\n".encode()
+    )
+    received = b""
+    while b"retry:" not in received:  # subscribed
+        received += reader.recv(65536)
+    body = "x" * 50_000
+    posted = [
+        httpx2.post(
+            f"{server.url}/api/v1/posts", json={"title": f"big {n}", "body": body},
+            headers=alice.headers,
+        ).json()["id"]
+        for n in range(120)
+    ]  # fmt: skip
+    time.sleep(1)  # the writes back up
+    pattern = re.compile(rb'data: \{"id":"([0-9a-f-]{36})"')  # each post.created's post
+    arrived: list[str] = []
+    while len(arrived) < len(posted):
+        chunk = reader.recv(1 << 20)
+        assert chunk, f"the stream ended after {len(arrived)} of {len(posted)} events"
+        received += chunk
+        arrived = [m.decode() for m in pattern.findall(received)]
+    reader.close()
+    assert arrived == posted
+
+
 def test_sigterm_ends_open_streams_and_exits_in_time(
     start_server: Callable[..., Any], server_env: dict[str, str], admin: Account
 ) -> None:
@@ -230,12 +289,39 @@ def test_sigterm_ends_open_streams_and_exits_in_time(
 
 
 def test_a_client_that_cannot_keep_up_is_dropped_with_a_notice() -> None:
-    async def scenario() -> list[bytes]:
-        subscription = Subscription()
-        for i in range(BACKLOG + 1):
-            subscription.offer(Event(f"1-{i}", "post.created", "{}"))
-        return [chunk async for chunk in frames(subscription, keepalive=1)]
+    subscription = Subscription()
+    for i in range(BACKLOG + 1):
+        subscription.offer(Event(f"1-{i}", "post.created", "{}"), 0.0)
+    assert subscription.ended is not None
+    assert subscription.ended.startswith(b"event: stream.dropped")
+    assert subscription.pending == []  # what it was behind is let go: it resumes by id
+    subscription.offer(Event("2-0", "post.created", "{}"), 0.0)
+    assert subscription.pending == []  # and nothing more is held for it
 
-    chunks = asyncio.run(scenario())
-    assert chunks[-1].startswith(b"event: stream.dropped")
-    assert len(chunks) == 2  # retry, then the notice: memory never grew past BACKLOG
+
+def test_a_write_stuck_for_good_ends_the_stream_quietly() -> None:
+    """A client whose socket stays full: the sweep ends its stream where the write waits."""
+
+    async def scenario() -> tuple[bool, set[Subscription]]:
+        bus = EventBus(redis.asyncio.Redis())  # never used: no Redis command is sent
+        subscription = Subscription()
+        bus.subscriptions.add(subscription)
+        stuck = asyncio.Event()
+
+        async def send(message: Message) -> None:
+            stuck.set()
+            await asyncio.Event().wait()  # the client never reads again
+
+        async def receive() -> Message:
+            await asyncio.Event().wait()
+            return {"type": "http.disconnect"}
+
+        streaming = asyncio.create_task(stream(bus, subscription, receive, send))
+        await stuck.wait()
+        stall(subscription)  # what the sweep does after SEND_TIMEOUT_SECONDS
+        await asyncio.wait_for(streaming, 2)  # ends, and without an error
+        return streaming.cancelled(), bus.subscriptions
+
+    cancelled, left = asyncio.run(scenario())
+    assert not cancelled
+    assert left == set()

@@ -44,7 +44,7 @@ def test_pending_migrations_make_ready_503(settings: Settings, empty_database_ur
         migrations = body["checks"]["migrations"]
         assert migrations["status"] == "down"
         assert migrations["pending"][0] == "0001_users"
-        assert migrations["pending"][-1] == "0005_idempotency_keys"
+        assert migrations["pending"][-1] == "0006_webhooks"
         Migrator(unmigrated).up()
         assert client.get("/ready").status_code == 200
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -15,11 +17,14 @@ import psycopg
 import pytest
 
 from fixtures.pgbouncer import DEFAULT_POOL_SIZE, MAX_CLIENT_CONN, PgBouncer
+from fixtures.servers import APICTL
 from service.process.bundled import bundled_dir
 
 Apictl = Callable[..., CompletedProcess[str]]
 Findings = dict[str, list[dict[str, Any]]]  # by id: config-invalid comes once per problem
 Check = Callable[..., tuple[int, Findings]]
+HARD_FILES = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # what `apictl check deploy` inherits
+STREAM_CAPACITY = HARD_FILES - (20 + 1 + 50 + 200)  # the database pool, relay, Redis, a reserve
 STRONG = "b2Z4-long-random-pw-9q"  # the test servers trust local clients: any password works
 
 
@@ -83,6 +88,7 @@ def test_development_with_embedded_servers_warns_without_failing(check: Check) -
         "env-development": "warning",
         "embedded-postgresql": "warning",
         "embedded-redis": "warning",
+        "stream-capacity": "info",
     }
     assert not Path(".apictl").exists()  # judging them started nothing
 
@@ -196,7 +202,7 @@ def test_pending_migrations_are_an_error_in_production(
     code, findings = check(env)
     assert code == 1
     assert only(findings, "migrations-pending")["severity"] == "error"
-    assert "5 migration(s) pending: 0001_users" in only(findings, "migrations-pending")["message"]
+    assert "6 migration(s) pending: 0001_users" in only(findings, "migrations-pending")["message"]
 
 
 def test_drifted_migrations_are_an_error(
@@ -291,3 +297,48 @@ def test_production_without_tracing_is_noted(check: Check, production: dict[str,
     assert "tracing-off" not in findings
     _, findings = check({**traced, "OTEL_SDK_DISABLED": "true"})
     assert "tracing-off" in findings
+
+
+def test_stream_capacity_per_worker_is_noted(check: Check, production: dict[str, str]) -> None:
+    code, findings = check(production)
+    assert code == 0
+    capacity = only(findings, "stream-capacity")
+    assert capacity["severity"] == "info"
+    assert f"open files {HARD_FILES:,} (the hard limit)" in capacity["message"]
+    assert f"room for {STREAM_CAPACITY:,} live event streams per worker" in capacity["message"]
+    _, findings = check({**production, "APICTL_MAX_STREAMS": "100"})
+    assert only(findings, "stream-capacity")["severity"] == "info"
+    assert only(findings, "stream-capacity")["message"].startswith("APICTL_MAX_STREAMS=100; ")
+
+
+def test_max_streams_beyond_the_open_files_limit_is_a_warning(
+    check: Check, production: dict[str, str]
+) -> None:
+    code, findings = check({**production, "APICTL_MAX_STREAMS": str(STREAM_CAPACITY + 1)})
+    assert code == 0  # a warning: it serves, refusing the streams past the capacity with 503
+    capacity = only(findings, "stream-capacity")
+    assert capacity["severity"] == "warning"
+    assert capacity["message"].startswith(f"APICTL_MAX_STREAMS={STREAM_CAPACITY + 1}, but ")
+    assert f"room for {STREAM_CAPACITY:,} live event streams" in capacity["message"]
+    for way in ("ulimit -n", "LimitNOFILE=", "--ulimit nofile=", "lower APICTL_MAX_STREAMS"):
+        assert way in capacity["hint"]
+
+
+def test_an_open_files_limit_too_low_for_any_stream_is_a_warning(
+    production: dict[str, str],
+) -> None:
+    def lower() -> None:  # the hard limit a cramped deployment would have
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    result = subprocess.run(
+        [APICTL, "check", "deploy"],
+        env=production,
+        preexec_fn=lower,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "stream-capacity" in result.stdout
+    assert "1 warning(s), no errors" in result.stdout

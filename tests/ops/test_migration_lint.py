@@ -15,13 +15,13 @@ import pytest
 from service.process.bundled import bundled_dir
 
 Apictl = Callable[..., CompletedProcess[str]]
-HEADER = "-- a migration\n-- depends: 0005_idempotency_keys\n\n"
+HEADER = "-- a migration\n-- depends: 0006_webhooks\n\n"
 NOT_STATEMENTS = (  # the risky words, in comments, a string and a function body
     "-- CREATE INDEX a ON posts (b);\n/* ALTER TYPE mood ADD VALUE 'x'; */\n"
     "INSERT INTO notes VALUES ('CREATE INDEX a ON posts (b); ALTER TYPE m ADD VALUE');\n"
     "DO $$ BEGIN EXECUTE 'ALTER TABLE posts ADD COLUMN c int NOT NULL'; END $$;\n"
 )
-NON_TRANSACTIONAL = "-- a migration\n-- transactional: false\n-- depends: 0005_idempotency_keys\n\n"
+NON_TRANSACTIONAL = "-- a migration\n-- transactional: false\n-- depends: 0006_webhooks\n\n"
 
 
 def write(directory: Path, name: str, sql: str, *, rollback: str | None = "SELECT 1;\n") -> Path:
@@ -41,7 +41,7 @@ def lint(apictl: Apictl, *paths: Path) -> tuple[int, list[dict[str, Any]]]:
 def test_shipped_migrations_lint_clean(apictl: Apictl) -> None:
     result = apictl("migrate", "lint")
     assert result.returncode == 0, result.stdout
-    assert "10 migration file(s) checked: no problems" in result.stdout
+    assert "12 migration file(s) checked: no problems" in result.stdout
 
 
 def risk(sql: str, rule: str, line: int = 4, *, id: str) -> Any:
@@ -150,11 +150,11 @@ RISKS = [
 def test_each_risk_is_flagged_where_it_is(
     apictl: Apictl, tmp_path: Path, sql: str, rule: str, line: int
 ) -> None:
-    path = write(tmp_path, "0006_risky", sql)
+    path = write(tmp_path, "0007_risky", sql)
     code, findings = lint(apictl, path)
     assert code == 1
     assert [(f["rule"], f["line"]) for f in findings] == [(rule, line)]
-    assert findings[0]["path"] == "0006_risky.sql"  # relative to the working directory
+    assert findings[0]["path"] == "0007_risky.sql"  # relative to the working directory
     assert findings[0]["message"]
     assert findings[0]["hint"]
 
@@ -211,7 +211,7 @@ def test_each_risk_is_flagged_where_it_is(
     ],
 )
 def test_safe_migrations_are_not_flagged(apictl: Apictl, tmp_path: Path, sql: str) -> None:
-    assert lint(apictl, write(tmp_path, "0006_safe", sql)) == (0, [])
+    assert lint(apictl, write(tmp_path, "0007_safe", sql)) == (0, [])
 
 
 def test_help_lists_every_rule(apictl: Apictl) -> None:
@@ -221,21 +221,21 @@ def test_help_lists_every_rule(apictl: Apictl) -> None:
 
 
 def test_missing_rollback_is_flagged(apictl: Apictl, tmp_path: Path) -> None:
-    path = write(tmp_path, "0006_one_way", HEADER + "SELECT 1;\n", rollback=None)
+    path = write(tmp_path, "0007_one_way", HEADER + "SELECT 1;\n", rollback=None)
     code, findings = lint(apictl, path)
     assert code == 1
     assert [(f["rule"], f["line"]) for f in findings] == [("missing-rollback", 1)]
-    assert "0006_one_way.rollback.sql" in findings[0]["message"]
+    assert "0007_one_way.rollback.sql" in findings[0]["message"]
 
 
 def test_a_rollback_runs_under_its_migrations_directive(apictl: Apictl, tmp_path: Path) -> None:
     undo = "DROP INDEX CONCURRENTLY IF EXISTS posts_t;\n"
-    write(tmp_path, "0006_index", NON_TRANSACTIONAL + "SELECT 1;\n", rollback=undo)
-    write(tmp_path, "0006_index", HEADER + "SELECT 1;\n", rollback=undo)
+    write(tmp_path, "0007_index", NON_TRANSACTIONAL + "SELECT 1;\n", rollback=undo)
+    write(tmp_path, "0007_index", HEADER + "SELECT 1;\n", rollback=undo)
     code, findings = lint(apictl, tmp_path)
     assert code == 1
     assert [(Path(f["path"]).name, f["rule"]) for f in findings] == [
-        ("0006_index.rollback.sql", "concurrently-in-transaction")
+        ("0007_index.rollback.sql", "concurrently-in-transaction")
     ]
 
 
@@ -244,18 +244,18 @@ def test_without_files_the_configured_folder_is_linted_for_humans(
 ) -> None:
     migrations = tmp_path / "migrations"  # the test runs in tmp_path
     shutil.copytree(bundled_dir("migrations"), migrations)
-    write(migrations, "0006_index", HEADER + "CREATE INDEX posts_t ON posts (title);\n")
+    write(migrations, "0007_index", HEADER + "CREATE INDEX posts_t ON posts (title);\n")
     env = {**os.environ, "APICTL_MIGRATIONS_DIR": str(migrations)}
     result = apictl("migrate", "lint", env=env)
     assert result.returncode == 1
-    assert "migrations/0006_index.sql:4: index-not-concurrent" in result.stdout
+    assert "migrations/0007_index.sql:4: index-not-concurrent" in result.stdout
     assert "hint: use CREATE INDEX CONCURRENTLY" in result.stdout
-    assert "1 problem(s) in 12 migration file(s)" in result.stdout
+    assert "1 problem(s) in 14 migration file(s)" in result.stdout
 
 
 def test_a_missing_file_is_a_usage_error(apictl: Apictl, tmp_path: Path) -> None:
     result = apictl(
-        "migrate", "lint", str(tmp_path / "0006_nothing.sql"), env={**os.environ, "COLUMNS": "400"}
+        "migrate", "lint", str(tmp_path / "0007_nothing.sql"), env={**os.environ, "COLUMNS": "400"}
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr
@@ -275,13 +275,13 @@ def test_what_lint_flags_is_what_postgresql_refuses(
         "APICTL_MIGRATIONS_DIR": str(migrations),
     }
     index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS posts_title ON posts (title);\n"
-    write(migrations, "0006_index", HEADER + index)
+    write(migrations, "0007_index", HEADER + index)
     assert apictl("migrate", "lint", env=env).returncode == 1
     refused = apictl("migrate", env=env)
     assert refused.returncode == 1
     assert "cannot run inside a transaction block" in refused.stderr
 
-    write(migrations, "0006_index", NON_TRANSACTIONAL + index)
+    write(migrations, "0007_index", NON_TRANSACTIONAL + index)
     assert apictl("migrate", "lint", env=env).returncode == 0
     applied = apictl("migrate", env=env)
     assert applied.returncode == 0, applied.stderr
@@ -297,7 +297,7 @@ def test_the_advised_forms_lint_clean_and_apply(
     shutil.copytree(bundled_dir("migrations"), migrations)
     write(
         migrations,
-        "0006_checks",
+        "0007_checks",
         HEADER + "ALTER TABLE posts\n"
         "  ADD CONSTRAINT posts_author FOREIGN KEY (author_id) REFERENCES users (id) NOT VALID,\n"
         "  ADD CONSTRAINT posts_body_present CHECK (body IS NOT NULL) NOT VALID;\n",
@@ -305,7 +305,7 @@ def test_the_advised_forms_lint_clean_and_apply(
     write(
         migrations,
         "0007_validated",
-        "-- depends: 0006_checks\n\nALTER TABLE posts VALIDATE CONSTRAINT posts_author;\n"
+        "-- depends: 0007_checks\n\nALTER TABLE posts VALIDATE CONSTRAINT posts_author;\n"
         "ALTER TABLE posts VALIDATE CONSTRAINT posts_body_present;\n"
         "ALTER TABLE posts ALTER COLUMN body SET NOT NULL;\n",
     )

@@ -25,9 +25,7 @@ from service.ops.migrations import Migrator
 from service.process.bundled import bundled_dir
 
 Apictl = Callable[..., CompletedProcess[str]]
-ADD_VIEWS = (
-    "-- Post views.\n-- depends: 0005_idempotency_keys\n\nALTER TABLE posts ADD COLUMN views int;\n"
-)
+ADD_VIEWS = "-- Post views.\n-- depends: 0006_webhooks\n\nALTER TABLE posts ADD COLUMN views int;\n"
 WAITING_ALTER = (
     "SELECT count(*) FROM pg_stat_activity"
     " WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE posts%'"
@@ -41,11 +39,11 @@ def query(url: str, sql: str) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def migrations(tmp_path: Path) -> Path:
-    """The shipped migrations (all applied to `database_url`) and 0006_post_views, pending."""
+    """The shipped migrations (all applied to `database_url`) and 0007_post_views, pending."""
     target = tmp_path / "migrations"
     shutil.copytree(bundled_dir("migrations"), target)
-    (target / "0006_post_views.sql").write_text(ADD_VIEWS)
-    (target / "0006_post_views.rollback.sql").write_text("ALTER TABLE posts DROP COLUMN views;\n")
+    (target / "0007_post_views.sql").write_text(ADD_VIEWS)
+    (target / "0007_post_views.rollback.sql").write_text("ALTER TABLE posts DROP COLUMN views;\n")
     return target
 
 
@@ -107,14 +105,14 @@ def test_a_blocked_migration_gives_way_to_readers_then_names_the_blocker(
     assert "Traceback" not in stderr
     pid = report_job.info.backend_pid
     error = " ".join(stderr.split())
-    assert "apply of migration 0006_post_views gave up after 4 attempts" in error
+    assert "apply of migration 0007_post_views gave up after 4 attempts" in error
     assert f"a lock on posts held by pid {pid} (report-job, idle in transaction," in error
     assert f"SELECT pg_terminate_backend({pid})" in error
     assert "attempt 4 of 4 in 0.4 s" in " ".join(stdout.split())
 
-    assert states(apictl, env)["0006_post_views"] == "pending"
+    assert states(apictl, env)["0007_post_views"] == "pending"
     assert query(
-        database_url, "SELECT count(*) FROM _yoyo_log WHERE migration_id LIKE '0006%'"
+        database_url, "SELECT count(*) FROM _yoyo_log WHERE migration_id LIKE '0007%'"
     ) == [(0,)]
     views = "SELECT count(*) FROM information_schema.columns WHERE column_name = 'views'"
     assert query(database_url, views) == [(0,)]
@@ -122,7 +120,7 @@ def test_a_blocked_migration_gives_way_to_readers_then_names_the_blocker(
     report_job.rollback()  # the report is done
     applied = apictl("migrate", env=env)
     assert applied.returncode == 0, applied.stderr
-    assert states(apictl, env)["0006_post_views"] == "applied"
+    assert states(apictl, env)["0007_post_views"] == "applied"
     assert query(database_url, views) == [(1,)]
 
 
@@ -141,9 +139,9 @@ def test_a_migration_goes_through_once_the_holder_is_done(
         waits.append(wait)
         report_job.rollback()
 
-    assert Migrator(settings).up(on_retry=report_done) == ["0006_post_views"]
+    assert Migrator(settings).up(on_retry=report_done) == ["0007_post_views"]
     [wait] = waits
-    assert (wait.migration_id, wait.attempt, wait.attempts) == ("0006_post_views", 1, 4)
+    assert (wait.migration_id, wait.attempt, wait.attempts) == ("0007_post_views", 1, 4)
     assert wait.retry_in == pytest.approx(0.3 * 0.2)
     assert wait.holder is not None
     assert wait.holder.pid == report_job.info.backend_pid
@@ -159,11 +157,11 @@ def test_concurrently_waits_for_older_transactions_without_the_lock_timeout(
 ) -> None:
     """CREATE INDEX CONCURRENTLY waits for every older snapshot (here a pg_dump's), blocking
     no query; cut short by the lock timeout it would leave an INVALID index behind."""
-    (migrations / "0006_post_views.sql").write_text(
-        "-- transactional: false\n-- depends: 0005_idempotency_keys\n\n"
+    (migrations / "0007_post_views.sql").write_text(
+        "-- transactional: false\n-- depends: 0006_webhooks\n\n"
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS posts_title ON posts (title);\n"
     )
-    (migrations / "0006_post_views.rollback.sql").write_text("DROP INDEX IF EXISTS posts_title;\n")
+    (migrations / "0007_post_views.rollback.sql").write_text("DROP INDEX IF EXISTS posts_title;\n")
     dump = psycopg.connect(database_url, application_name="pg_dump")
     dump.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     dump.execute("SELECT count(*) FROM users").fetchall()

@@ -27,6 +27,7 @@ SHIPPED = [
     "0003_posts",
     "0004_event_outbox",
     "0005_idempotency_keys",
+    "0006_webhooks",
 ]
 
 CATALOG = [
@@ -113,7 +114,7 @@ def test_dry_run_prints_sql_and_changes_nothing(
     assert query(empty_database_url, "SELECT to_regclass('users')") == [(None,)]
     apictl("migrate", env=env)
     down = apictl("migrate", "down", "--dry-run", env=env)
-    assert "DROP TABLE IF EXISTS idempotency_keys" in down.stdout
+    assert "DROP TABLE IF EXISTS webhook_deliveries" in down.stdout
     assert states(apictl, env) == dict.fromkeys(SHIPPED, "applied")
 
 
@@ -137,9 +138,9 @@ def test_killed_migrator_leaves_no_lock_behind(
     migrations: Path,
     empty_database_url: str,
 ) -> None:
-    slow = migrations / "0006_slow.sql"
+    slow = migrations / "0007_slow.sql"
     slow.write_text("SELECT pg_sleep(60);\n")
-    (migrations / "0006_slow.rollback.sql").write_text("SELECT 1;\n")
+    (migrations / "0007_slow.rollback.sql").write_text("SELECT 1;\n")
     env = {**env, "APICTL_MIGRATIONS_DIR": str(migrations)}
     migrator = subprocess.Popen([apictl_path, "migrate"], env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -159,7 +160,7 @@ def test_killed_migrator_leaves_no_lock_behind(
     rerun = apictl("migrate", env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert time.monotonic() - began < 8  # no wait on a stale yoyo lock row
-    assert states(apictl, env) == dict.fromkeys([*SHIPPED, "0006_slow"], "applied")
+    assert states(apictl, env) == dict.fromkeys([*SHIPPED, "0007_slow"], "applied")
 
 
 def _lock_is_free(url: str) -> bool:
@@ -170,18 +171,18 @@ def _lock_is_free(url: str) -> bool:
 def test_failing_migration_is_rolled_back_whole(
     apictl: Apictl, env: dict[str, str], migrations: Path, empty_database_url: str
 ) -> None:
-    (migrations / "0006_broken.sql").write_text(
+    (migrations / "0007_broken.sql").write_text(
         "CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;\n"
     )
-    (migrations / "0006_broken.rollback.sql").write_text("DROP TABLE half_done;\n")
+    (migrations / "0007_broken.rollback.sql").write_text("DROP TABLE half_done;\n")
     env = {**env, "APICTL_MIGRATIONS_DIR": str(migrations)}
     result = apictl("migrate", env=env)
     assert result.returncode == 1
-    assert "0006_broken" in result.stderr
+    assert "0007_broken" in result.stderr
     assert 'relation "no_such_table" does not exist' in result.stderr
     assert "Traceback" not in result.stderr
     assert query(empty_database_url, "SELECT to_regclass('half_done')") == [(None,)]
-    assert states(apictl, env) == {**dict.fromkeys(SHIPPED, "applied"), "0006_broken": "pending"}
+    assert states(apictl, env) == {**dict.fromkeys(SHIPPED, "applied"), "0007_broken": "pending"}
 
 
 def test_edited_migration_is_drift_and_blocks_up(
@@ -191,8 +192,8 @@ def test_edited_migration_is_drift_and_blocks_up(
     assert apictl("migrate", env=env).returncode == 0
     posts = migrations / "0003_posts.sql"
     posts.write_text(posts.read_text() + "\n-- edited after it was applied\n")
-    (migrations / "0006_more.sql").write_text("CREATE TABLE more_things (id int);\n")
-    (migrations / "0006_more.rollback.sql").write_text("DROP TABLE more_things;\n")
+    (migrations / "0007_more.sql").write_text("CREATE TABLE more_things (id int);\n")
+    (migrations / "0007_more.rollback.sql").write_text("DROP TABLE more_things;\n")
 
     assert apictl("migrate", "status", "--check", env=env).returncode == 3
     assert states(apictl, env)["0003_posts"] == "drift"
@@ -200,9 +201,9 @@ def test_edited_migration_is_drift_and_blocks_up(
     assert refused.returncode == 1
     assert "0003_posts" in refused.stderr
     assert "--allow-drift" in refused.stderr
-    assert states(apictl, env)["0006_more"] == "pending"
+    assert states(apictl, env)["0007_more"] == "pending"
     assert apictl("migrate", "--allow-drift", env=env).returncode == 0
-    assert states(apictl, env)["0006_more"] == "applied"
+    assert states(apictl, env)["0007_more"] == "applied"
 
 
 def test_applied_migration_missing_on_disk_is_reported(
@@ -250,12 +251,12 @@ def test_migrate_new_writes_the_next_pair(
     result = apictl("migrate", "new", "add_post_tags", env=env)
     assert result.returncode == 0, result.stderr
     apply, rollback = (
-        migrations / "0006_add_post_tags.sql",
-        migrations / "0006_add_post_tags.rollback.sql",
+        migrations / "0007_add_post_tags.sql",
+        migrations / "0007_add_post_tags.rollback.sql",
     )
     assert apply.is_file()
     assert rollback.is_file()
-    assert "-- depends: 0005_idempotency_keys" in apply.read_text()
+    assert "-- depends: 0006_webhooks" in apply.read_text()
     apply.write_text(apply.read_text() + "CREATE TABLE post_tags (tag text);\n")
     rollback.write_text(rollback.read_text() + "DROP TABLE post_tags;\n")
     assert apictl("migrate", env=env).returncode == 0

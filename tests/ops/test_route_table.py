@@ -56,6 +56,14 @@ DOCUMENTED_WHO = {
     ("DELETE", "/api/v1/posts/{post_id}"): "owner or admin",
     ("GET", "/api/v1/events"): "token or ticket",  # ?ticket=: docs/api/events.md
     ("POST", "/api/v1/events/ticket"): "token",  # docs/api/events.md
+    ("POST", "/api/v1/webhooks"): "admin",  # docs/api/webhooks.md
+    ("GET", "/api/v1/webhooks"): "admin",
+    ("GET", "/api/v1/webhooks/{webhook_id}"): "admin",
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): "admin",
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): "admin",
+    ("POST", "/api/v1/webhooks/{webhook_id}/secret"): "admin",
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): "admin",
+    ("POST", "/api/v1/webhooks/{webhook_id}/replay"): "admin",
     ("GET", "/openapi.json"): "none",
     ("GET", "/docs"): "none",
     ("GET", "/redoc"): "none",  # offline: docs/api/index.md
@@ -113,7 +121,7 @@ def test_routes_reads_auth_from_router_level_dependencies_too() -> None:
 
 
 def test_routes_table_for_humans(apictl: Apictl) -> None:
-    result = apictl("routes", env={**os.environ, "COLUMNS": "160"})
+    result = apictl("routes", env={**os.environ, "COLUMNS": "180"})
     assert result.returncode == 0, result.stderr
     rows = result.stdout.splitlines()
     line = next(row for row in rows if "/api/v1/users " in row and "GET" in row)

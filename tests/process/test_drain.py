@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import http.client
 import json
 import signal
@@ -19,6 +20,8 @@ import pytest
 
 from fixtures.accounts import Account
 from fixtures.sse_client import SseReader, subscribe
+from service.context import RequestInfo, current_request, current_request_id
+from service.process.drain import Drain
 
 Apictl = Callable[..., CompletedProcess[str]]
 DELAY = 2.0
@@ -100,6 +103,30 @@ async def _drained(sse: SseReader) -> None:
             await sse.next(wait=DELAY + 3)
     except EOFError:
         return
+
+
+def test_the_drain_does_not_take_the_id_of_the_request_it_interrupts() -> None:
+    """A signal lands inside whatever callback runs, maybe one a request scheduled: the drain's
+    log lines ("draining: ...") must not carry that request's id."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    async def interrupted() -> str:
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[str] = loop.create_future()
+        Drain(0).install(lambda: stopped.set_result(current_request_id()))
+
+        def in_a_request() -> None:
+            current_request.set(RequestInfo("who-1"))
+            signal.raise_signal(signal.SIGTERM)  # its handler runs here, in this context
+
+        loop.call_soon(in_a_request, context=contextvars.Context())
+        return await asyncio.wait_for(stopped, 5)
+
+    try:
+        assert asyncio.run(interrupted()) == "-"
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def test_workers_are_replaced_after_max_requests_without_failing_one(

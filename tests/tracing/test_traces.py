@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 from collections.abc import Callable
 
 import httpx2
 
 from fixtures.accounts import Account
 from fixtures.otlp import CLIENT, SERVER, STATUS_ERROR, ExportedSpan, running_collector
-from fixtures.servers import DB_PASSWORD, RunningServer, with_password
+from fixtures.servers import DB_PASSWORD, RunningServer, free_port, with_password
+from fixtures.webhook_receiver import receiving
 
 
 def traceparent() -> tuple[str, str, dict[str, str]]:
@@ -135,10 +137,38 @@ def test_a_5xx_marks_the_span_as_error_and_a_write_is_relayed_in_a_trace_of_its_
     relay_children = {
         s.name for s in relayed if s.trace_id == relay.trace_id and s.span_id != relay.span_id
     }
-    assert {"EVALSHA", "DELETE"} <= relay_children  # appended to the Stream, then deleted
+    # appended to the Stream, then deleted and handed to webhooks in one statement (WITH ...)
+    assert {"EVALSHA", "WITH"} <= relay_children
     failed = server_span(spans, failed_trace)
     assert failed.name == "GET /api/v1/posts/{post_id}"
     assert failed.attributes["http.response.status_code"] == 503
     assert failed.attributes["error.type"] == "503"
     assert failed.status == STATUS_ERROR
     assert server_span(relayed, write_trace).status != STATUS_ERROR
+
+
+def test_each_webhook_attempt_is_a_trace_of_its_own(
+    apictl: Callable[..., subprocess.CompletedProcess[str]],
+    start_server: Callable[..., RunningServer],
+    server_env: dict[str, str],
+    alice: Account,
+) -> None:
+    env = {**server_env, "APICTL_WEBHOOK_ALLOW_PRIVATE": "true"}
+    with running_collector() as collector, receiving(free_port()) as receiver:
+        added = apictl("webhooks", "add", receiver.url, env=env)
+        assert added.returncode == 0, added.stderr
+        server = start_server(traced_env(env, collector.url))
+        made = httpx2.post(
+            f"{server.url}/api/v1/posts", json={"title": "hooked"}, headers=alice.headers
+        )
+        assert made.status_code == 201
+        receiver.wait_for(1)
+        spans = collector.wait_for(
+            lambda spans: any(s.name == "webhook deliveries recorded" for s in spans)
+        )
+    (attempt,) = [s for s in spans if s.name == "webhook delivery"]
+    (recorded,) = [s for s in spans if s.name == "webhook deliveries recorded"]
+    assert attempt.parent_span_id == recorded.parent_span_id == ""
+    assert attempt.trace_id != recorded.trace_id
+    children = {s.name for s in spans if s.trace_id == recorded.trace_id} - {recorded.name}
+    assert "WITH" in children  # WITH delivered AS (UPDATE ...) ...

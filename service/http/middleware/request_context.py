@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +33,34 @@ CLOSE = (b"connection", b"close")  # while the worker drains: uvicorn then close
 UNMATCHED = "(unmatched)"  # the route label of requests no route took: never the raw path
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 error_log = logging.getLogger("apictl.error")
+CONTINUATION = "apictl.continuation"
+Continuation = Callable[[Receive, Send], Awaitable[None]]
+# What a continued response keeps of its scope: what the server put there (the ASGI HTTP
+# scope, less the copy of the lifespan's state made for handlers) and the route, which its
+# access-log line names; not what the layers and the framework added for the request's
+# handling (its exit stacks, the matched route's parameters, ...)
+KEPT_WHILE_CONTINUED = (
+    "type", "asgi", "http_version", "method", "scheme", "path", "raw_path", "query_string",
+    "root_path", "headers", "client", "server", "extensions", "route",
+)  # fmt: skip
+
+
+def continue_after(scope: Scope, continuation: Continuation) -> None:
+    """Finish this response from the outermost layer, once every other has returned.
+
+    For a long response that needs none of the layers any more once its head is sent (an event
+    stream): their frames (and what they hold) are let go instead of living as long as the
+    response, and its writes go straight to the server. It still counts as the request it is:
+    its access-log line, metrics and span end with it.
+    """
+    scope[CONTINUATION] = continuation
+
+
+def _keep_only(scope: Scope, keys: tuple[str, ...]) -> None:
+    """Empty the scope but for `keys`, in place (the server holds it), its table shrunk too."""
+    kept = {key: scope[key] for key in keys if key in scope}
+    scope.clear()
+    scope.update(kept)
 
 
 class RequestIds:
@@ -103,6 +132,10 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+            continuation = scope.get(CONTINUATION)
+            if continuation is not None:
+                _keep_only(scope, KEPT_WHILE_CONTINUED)
+                await continuation(receive, send)
         except Exception:
             error_log.exception("unhandled error")
             if status == 0:  # nothing sent yet: the client still gets a proper answer

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: events POSTed to other services, signed (Standard Webhooks), retried."""
