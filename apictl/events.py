@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from typing import Annotated, Any
 
@@ -12,6 +11,8 @@ import typer
 
 from apictl.errors import ExitCode
 from apictl.output import console, fail, print_json
+
+STOP_SECONDS = 5.0
 
 app = typer.Typer(
     help="Watch the event outbox, its relay and the live Stream.", no_args_is_help=True
@@ -66,6 +67,7 @@ def tail(
     from apictl.session import resolve_servers
     from service.config import load_settings
     from service.events.bus import follow, is_event_id
+    from service.process.cancellation import cancel_and_wait
     from service.process.redis_client import create_redis
 
     if since is not None and not is_event_id(since):
@@ -76,13 +78,7 @@ def tail(
         )
     settings = resolve_servers(load_settings())
 
-    async def main() -> None:
-        # Our own handlers, not asyncio.run's: a shell starts `&` jobs with SIGINT ignored, and
-        # asyncio.run would then leave it ignored.
-        stop = asyncio.current_task()
-        assert stop is not None
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(signum, stop.cancel)
+    async def show() -> None:
         redis = create_redis(settings)
         try:
             async for event in follow(redis, since):
@@ -95,5 +91,19 @@ def tail(
         finally:
             await redis.aclose()
 
-    with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(main())
+    async def main() -> None:
+        # Our own handlers, not asyncio.run's: a shell starts `&` jobs with SIGINT ignored, and
+        # asyncio.run would then leave it ignored.
+        loop = asyncio.get_running_loop()
+        signalled = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, signalled.set)
+        showing = asyncio.create_task(show())
+        stop = asyncio.create_task(signalled.wait())
+        await asyncio.wait((showing, stop), return_when=asyncio.FIRST_COMPLETED)
+        # One cancel() can be lost inside redis-py (see service.process.cancellation).
+        await cancel_and_wait((showing, stop), STOP_SECONDS)
+        if showing.done() and not showing.cancelled():
+            showing.result()  # its error, if it ended on one
+
+    asyncio.run(main())

@@ -21,6 +21,7 @@ from service.db import Database
 from service.events.bus import EventBus
 from service.events.relay import Relay
 from service.idempotency import IdempotencyKeys
+from service.process.cancellation import cancel_and_wait
 from service.process.open_files import stream_limit
 from service.process.redis_client import create_redis
 from service.tracing.instruments import UNTRACED, Instruments
@@ -92,16 +93,9 @@ class Runtime:
         self.webhooks.stop(self.settings.shutdown_timeout)
 
     async def close(self) -> None:
-        # Bounded: a stuck background task must not hold shutdown hostage. Cancelled again
-        # while it lingers: redis-py, cancelled inside its connection clean-up, can wait there
-        # until a second cancellation (seen: the token listener and the Stream reader).
+        # Bounded: a stuck background task must not hold shutdown hostage.
         await self.webhooks.finish(self.settings.shutdown_timeout)
-        pending = set(self._tasks)
-        deadline = asyncio.get_running_loop().time() + TASK_STOP_SECONDS
-        while pending and asyncio.get_running_loop().time() < deadline:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=0.1)
+        await cancel_and_wait(self._tasks, TASK_STOP_SECONDS)
         await self.relay.close()
         self.passwords.close()
         await self.redis.aclose(close_connection_pool=True)

@@ -37,7 +37,7 @@ import asyncpg
 from service.config import Settings
 from service.db import Database
 from service.errors import ServiceUnavailable
-from service.process.cancellation import stop_if_cancelled
+from service.process.cancellation import cancel_and_wait, stop_if_cancelled
 from service.tracing.instruments import UNTRACED, Instruments
 from service.webhooks import addresses, message, queries
 from service.webhooks.client import Answer, Client, HTTPError
@@ -53,6 +53,7 @@ RESPONSE_CAP = 64 * 1024
 JITTER = 0.1
 # Slots freed within this long are claimed for in one statement (one a slot was ~2 per delivery)
 GATHER_SECONDS = 0.001
+CUT_SECONDS = 2.0  # for attempts cut short at the stop to end, and for their leases to be let go
 REDIRECTS = frozenset((301, 302, 303, 307, 308))
 log = logging.getLogger("apictl.webhooks")
 Delivered = tuple[int, int, UUID, asyncio.Future[None]]  # delivery, status, endpoint, recorded
@@ -163,12 +164,10 @@ class Dispatcher:
         if not cut:
             return
         ids = [self._attempts[task] for task in cut]
-        for task in cut:
-            task.cancel()
-        await asyncio.gather(*cut, return_exceptions=True)
+        await cancel_and_wait(cut, CUT_SECONDS)
         log.warning("%d webhook deliveries cut short by the stop: tried again at once", len(ids))
         with contextlib.suppress(ServiceUnavailable, asyncpg.PostgresError, OSError, TimeoutError):
-            async with asyncio.timeout(2.0), self.db.connection() as conn:
+            async with asyncio.timeout(CUT_SECONDS), self.db.connection() as conn:
                 await conn.execute(queries.RELEASE, ids)
 
     async def _claim(self) -> list[asyncpg.Record]:
